@@ -1,0 +1,60 @@
+"""Network output -> metric range image and range mask at the output size.
+
+Semantics (DESIGN.md section 3, REP 117): finite metres where in range, +Inf where the range mask
+says "beyond range / sky" (or the range exceeds ``max_range``), NaN where the network produced a
+non-finite value.
+
+Resizing to the output size never blends across the out-of-range boundary: the range and an
+"in range" weight are resized bilinearly together and divided (normalized interpolation), so
+only in-range neighbours contribute to a pixel's range; a pixel is in range where the resized
+weight is at least one half. Inside smooth regions this equals plain bilinear interpolation.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dap_ros.errors import ConfigError
+
+OFFICIAL_DEPTH_SCALE_M = 100.0  # pred_depth 1.0 == 100 m (authors, DAP issue #4)
+
+
+def validate_mask_threshold(value: float) -> float:
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"mask_threshold must lie in (0, 1), got {value}")
+    return value
+
+
+def validate_max_range(value: float) -> float:
+    value = float(value)
+    if not 0.0 < value <= OFFICIAL_DEPTH_SCALE_M:
+        raise ConfigError(f"max_range must lie in (0, {OFFICIAL_DEPTH_SCALE_M:g}] metres, got {value}")
+    return value
+
+
+def postprocess(
+    pred_depth: torch.Tensor,
+    pred_mask: torch.Tensor,
+    output_size: tuple[int, int],
+    mask_threshold: float = 0.5,
+    max_range: float = OFFICIAL_DEPTH_SCALE_M,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 1, h, w) network outputs -> (range_m float32 (H, W), in_range bool (H, W)).
+
+    The official rule: a pixel is valid where (1 - pred_mask) > mask_threshold.
+    """
+    range_m = pred_depth[0, 0].float() * OFFICIAL_DEPTH_SCALE_M
+    finite = torch.isfinite(range_m)
+    in_range = ((1.0 - pred_mask[0, 0].float()) > mask_threshold) & finite & (range_m <= max_range)
+    if tuple(range_m.shape) != tuple(output_size):
+        weight = in_range.float()[None, None]
+        stack = torch.cat((torch.where(in_range, range_m, 0.0)[None, None] , weight), dim=1)
+        stack = F.interpolate(stack, size=output_size, mode="bilinear", align_corners=False)
+        weighted, weight = stack[0, 0], stack[0, 1]
+        finite = F.interpolate(finite.float()[None, None], size=output_size, mode="nearest")[0, 0] > 0.5
+        in_range = (weight >= 0.5) & finite
+        range_m = weighted / weight.clamp(min=1e-6)
+    out = torch.where(in_range, range_m, torch.inf)
+    out = torch.where(finite, out, torch.nan)
+    return out, in_range

@@ -1,0 +1,207 @@
+"""DepthPredictor: uint8 RGB panorama of any 2:1 size -> metric range (m) + range mask.
+
+The one code path shared by the CLI, the ROS node and bag evaluation.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dap_ros.config import resolve_config
+from dap_ros.errors import CheckpointError, ConfigError, ImageError
+from dap_ros.model import WEIGHTS_HINT, load_model
+from dap_ros.pipeline.postprocess import postprocess, validate_mask_threshold, validate_max_range
+from dap_ros.pipeline.preprocess import Preprocessor, resize_chw
+
+LOG = logging.getLogger("dap_ros")
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N', checked against what this machine has."""
+    text = str(device).strip().lower()
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
+                f"built with CUDA {torch.version.cuda}); use device 'cpu' or install a CUDA build of torch"
+            )
+        index = dev.index or 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision fp16 needs a CUDA device; on the CPU use fp32 (or bf16)")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16")
+    return PRECISIONS[precision]
+
+
+def validate_input_size(input_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"input size must be (height, width), got {input_size!r}") from None
+    if height <= 0 or width != 2 * height or height % patch_size:
+        raise ConfigError(
+            f"network input size must be 2:1 with both sides multiples of {patch_size} "
+            f"(e.g. 512x1024 or 256x512), got {height}x{width}"
+        )
+    return height, width
+
+
+@dataclass
+class DepthResult:
+    """One frame's output. ``range_m``: float32 (H, W) metres along each pixel's ray, +Inf beyond
+    range / sky, NaN invalid. ``in_range``: bool (H, W). ``timings``: seconds per stage."""
+
+    range_m: np.ndarray
+    in_range: np.ndarray
+    timings: dict[str, float]
+    source_rgb: np.ndarray = field(repr=False)
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        """The input image at the output size (the input array itself when sizes agree)."""
+        size = self.range_m.shape
+        if self.source_rgb.shape[:2] == size:
+            return self.source_rgb
+        image = torch.from_numpy(np.ascontiguousarray(self.source_rgb)).permute(2, 0, 1)[None].float()
+        image = resize_chw(image, size)
+        return image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+class DepthPredictor:
+    """Wraps a DAP network with pre- and post-processing. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        input_size: tuple[int, int] = (512, 1024),
+        normalization: str = "imagenet",
+        mask_threshold: float = 0.5,
+        max_range: float = 100.0,
+        checkpoint: str | None = None,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.input_size = validate_input_size(input_size, model.config.patch_size)
+        self.preprocessor = Preprocessor(self.input_size, normalization, device, dtype)
+        self.mask_threshold = mask_threshold
+        self.max_range = max_range
+        self.checkpoint = checkpoint
+        self.backend = "torch"
+
+    @classmethod
+    def create(
+        cls,
+        checkpoint: str | Path | None,
+        model_config: str = "vitl",
+        device: str = "cpu",
+        precision: str = "fp32",
+        input_size: tuple[int, int] = (512, 1024),
+        normalization: str = "imagenet",
+        mask_threshold: float = 0.5,
+        max_range: float = 100.0,
+        allow_random: bool = False,
+    ) -> "DepthPredictor":
+        """Validate every setting, then load the model. Raises ConfigError / CheckpointError."""
+        config = resolve_config(model_config)
+        torch_device = resolve_device(device)
+        dtype = resolve_precision(precision, torch_device)
+        validate_input_size(input_size, config.patch_size)
+        validate_mask_threshold(mask_threshold)
+        validate_max_range(max_range)
+        if checkpoint in (None, ""):
+            if not allow_random:
+                raise CheckpointError(f"no checkpoint given; {WEIGHTS_HINT}")
+            LOG.warning("NO CHECKPOINT: using RANDOM weights; the depth is meaningless (%s)", WEIGHTS_HINT)
+            checkpoint = None
+        model = load_model(checkpoint, config, device=torch_device, dtype=dtype)
+        return cls(
+            model,
+            device=torch_device,
+            dtype=dtype,
+            input_size=input_size,
+            normalization=normalization,
+            mask_threshold=mask_threshold,
+            max_range=max_range,
+            checkpoint=None if checkpoint is None else str(checkpoint),
+        )
+
+    @property
+    def mask_threshold(self) -> float:
+        return self._mask_threshold
+
+    @mask_threshold.setter
+    def mask_threshold(self, value: float) -> None:
+        self._mask_threshold = validate_mask_threshold(value)
+
+    @property
+    def max_range(self) -> float:
+        return self._max_range
+
+    @max_range.setter
+    def max_range(self, value: float) -> None:
+        self._max_range = validate_max_range(value)
+
+    @property
+    def precision(self) -> str:
+        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+
+    @property
+    def normalization(self) -> str:
+        return self.preprocessor.normalization
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @staticmethod
+    def check_image(rgb: np.ndarray) -> None:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            shape = getattr(rgb, "shape", None)
+            raise ImageError(f"expected a uint8 (H, W, 3) RGB array, got {type(rgb).__name__} {shape}")
+        if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise ImageError(f"image has zero size {rgb.shape[1]}x{rgb.shape[0]}")
+
+    @torch.inference_mode()
+    def predict(self, rgb: np.ndarray, output_size: tuple[int, int] | None = None) -> DepthResult:
+        """Run one uint8 (H, W, 3) RGB panorama; outputs at ``output_size`` (default: the input's)."""
+        self.check_image(rgb)
+        size = tuple(rgb.shape[:2]) if output_size is None else (int(output_size[0]), int(output_size[1]))
+        t0 = time.perf_counter()
+        x = self.preprocessor(rgb)
+        self._sync()
+        t1 = time.perf_counter()
+        out = self.model(x)
+        self._sync()
+        t2 = time.perf_counter()
+        range_t, in_range_t = postprocess(out["pred_depth"], out["pred_mask"], size, self.mask_threshold, self.max_range)
+        range_m = range_t.cpu().numpy()
+        in_range = in_range_t.cpu().numpy()
+        t3 = time.perf_counter()
+        timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
+        return DepthResult(range_m=range_m, in_range=in_range, timings=timings, source_rgb=rgb)
