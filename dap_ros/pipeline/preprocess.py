@@ -6,6 +6,8 @@ predictor's device, so the GPU path uploads only the uint8 image.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,9 @@ class Preprocessor:
         self._shift = (-mean / std).view(1, 3, 1, 1).to(device)
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
+        with warnings.catch_warnings():  # ROS buffers are read-only; torch only reads them here
+            warnings.simplefilter("ignore", UserWarning)
+            image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         image = image.permute(2, 0, 1).unsqueeze(0).float()
         image = resize_chw(image, self.input_size)
         return (image * self._scale + self._shift).to(self.dtype)

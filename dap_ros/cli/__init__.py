@@ -1,0 +1,1 @@
+"""The ``dap-ros`` command line; one module per sub-command."""

@@ -1,0 +1,64 @@
+"""Options shared by sub-commands that run the model."""
+from __future__ import annotations
+
+import argparse
+import re
+
+from dap_ros.config import preset_names
+from dap_ros.pipeline import NORMALIZATIONS, PRECISIONS
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x1024' (height x width) -> (512, 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 512x1024, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--checkpoint", help="DAP weights: the released model.pth, a copy, or a .safetensors file")
+    group.add_argument(
+        "--model-config",
+        default="vitl",
+        help=f"architecture: a preset ({', '.join(preset_names())}) or a JSON file (default: vitl)",
+    )
+    group.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run without a checkpoint on randomly initialized weights (for trying the tool; depth is meaningless)",
+    )
+    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="compute precision")
+    group.add_argument(
+        "--input-size",
+        type=parse_size,
+        default=(512, 1024),
+        metavar="HxW",
+        help="network input size, 2:1, multiples of 16 (default: 512x1024, what DAP was trained at)",
+    )
+    group.add_argument("--normalization", default="imagenet", choices=NORMALIZATIONS)
+    group.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="a pixel is in range where 1 - pred_mask > this (official rule: 0.5)",
+    )
+    group.add_argument("--max-range", type=float, default=100.0, help="ranges beyond this (m) count as out of range")
+
+
+def predictor_from_args(args: argparse.Namespace):
+    from dap_ros.pipeline import DepthPredictor
+
+    return DepthPredictor.create(
+        args.checkpoint,
+        args.model_config,
+        device=args.device,
+        precision=args.precision,
+        input_size=args.input_size,
+        normalization=args.normalization,
+        mask_threshold=args.mask_threshold,
+        max_range=args.max_range,
+        allow_random=args.random_weights,
+    )

@@ -1,0 +1,102 @@
+"""``dap-ros infer``: panoramas on disk -> metric range, range mask, colorized depth, point cloud."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dap_ros.cli.common import add_model_options, predictor_from_args
+from dap_ros.errors import DapError
+
+LOG = logging.getLogger("dap_ros")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "infer",
+        help="run DAP on equirectangular images and write depth files",
+        description=(
+            "For each 2:1 equirectangular image writes into OUTPUT_DIR: NAME_range.npy (float32 metres "
+            "along each pixel's ray; +inf beyond range, NaN invalid), NAME_range_mm.png (16-bit, "
+            "millimetres, 0 = invalid or beyond range), NAME_mask.png (255 = in range), "
+            "NAME_depth_color.png (for viewing) and NAME.ply (binary xyz + rgb, REP 103 body frame: "
+            "x forward = image centre, y left, z up; out-of-range points dropped)."
+        ),
+    )
+    parser.add_argument("images", nargs="+", type=Path, help="equirectangular images (jpg, png, ...)")
+    parser.add_argument("--output-dir", "-o", type=Path, default=Path("dap_output"), help="default: ./dap_output")
+    parser.add_argument("--force", action="store_true", help="accept images within 10%% of 2:1")
+    parser.add_argument("--no-ply", action="store_true", help="skip the point cloud")
+    parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th row and column in the PLY")
+    add_model_options(parser)
+    parser.set_defaults(run=run)
+
+
+def write_outputs(output_dir: Path, stem: str, result, ply: bool, ply_stride: int) -> list[Path]:
+    from PIL import Image
+
+    from dap_ros.geometry import colored_points
+    from dap_ros.io import colorize_range, save_mask_png, save_range_npy, save_range_png_mm, write_ply
+
+    paths = {
+        "npy": output_dir / f"{stem}_range.npy",
+        "png": output_dir / f"{stem}_range_mm.png",
+        "mask": output_dir / f"{stem}_mask.png",
+        "color": output_dir / f"{stem}_depth_color.png",
+    }
+    save_range_npy(paths["npy"], result.range_m)
+    save_range_png_mm(paths["png"], result.range_m)
+    save_mask_png(paths["mask"], result.in_range)
+    Image.fromarray(colorize_range(result.range_m)).save(paths["color"])
+    if ply:
+        points, colors = colored_points(result.range_m, result.rgb, stride=ply_stride)
+        paths["ply"] = output_dir / f"{stem}.ply"
+        write_ply(paths["ply"], points, colors)
+    return list(paths.values())
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dap_ros.io import check_equirectangular, load_rgb
+
+    if args.ply_stride < 1:
+        raise DapError(f"--ply-stride must be >= 1, got {args.ply_stride}")
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if len(missing) == len(args.images):
+        raise DapError(f"no such image file: {', '.join(missing)}")
+    predictor = predictor_from_args(args)
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DapError(f"cannot create output directory {args.output_dir}: {exc.strerror}") from None
+    failures = 0
+    stems: dict[str, int] = {}
+    progress = tqdm(args.images, unit="image", disable=len(args.images) < 2, desc="dap-ros infer")
+    for path in progress:
+        try:
+            rgb = load_rgb(path)
+            check_equirectangular(rgb.shape[0], rgb.shape[1], force=args.force, what=str(path))
+            result = predictor.predict(rgb)
+        except DapError as exc:  # one bad image never loses the others' results
+            failures += 1
+            progress.write(f"dap-ros infer: skipped {path}: {exc}")
+            continue
+        stem = path.stem if path.stem not in stems else f"{path.stem}_{stems[path.stem]}"
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+        written = write_outputs(args.output_dir, stem, result, not args.no_ply, args.ply_stride)
+        finite = result.range_m[np.isfinite(result.range_m)]
+        summary = (
+            f"{path.name}: {rgb.shape[1]}x{rgb.shape[0]}, "
+            f"range {finite.min():.2f}-{finite.max():.2f} m, " if finite.size else f"{path.name}: no in-range pixels, "
+        )
+        progress.write(
+            summary
+            + f"{result.in_range.mean() * 100:.1f}% in range, inference {result.timings['inference'] * 1e3:.0f} ms"
+            + f" -> {written[0].parent}/{stem}_*"
+        )
+    done = len(args.images) - failures
+    print(f"dap-ros infer: {done} of {len(args.images)} images written to {args.output_dir}")
+    return 0 if failures == 0 else 1
