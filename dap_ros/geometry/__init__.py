@@ -1,0 +1,23 @@
+"""ERP geometry of DESIGN.md §3: ray tables, range -> points, 360-degree laser scans.
+
+Importing this package does not import torch.
+"""
+from dap_ros.geometry.erp import (
+    azimuth_elevation,
+    colored_points,
+    range_to_points,
+    ray_directions,
+    ray_directions_torch,
+)
+from dap_ros.geometry.scan import LaserScanSpec, laser_scan, scan_angles
+
+__all__ = [
+    "azimuth_elevation",
+    "ray_directions",
+    "ray_directions_torch",
+    "range_to_points",
+    "colored_points",
+    "LaserScanSpec",
+    "laser_scan",
+    "scan_angles",
+]
