@@ -1,0 +1,476 @@
+"""The DAP depth node: 360-degree ERP image in; depth, range mask, points, scan out.
+
+One class serves both ways of running it (parameter ``lifecycle``):
+
+- plain (default): the node configures and activates itself at start; a bad parameter or a
+  missing checkpoint ends the process with a one-line error and exit code 2 or 1;
+- managed: it starts unconfigured and follows a lifecycle manager (configure loads the model,
+  activate starts the topics, deactivate stops them, cleanup unloads the model).
+
+Threads: the executor runs the subscription callback (it only drops the message into a one-frame
+slot), parameter changes and the diagnostics timer; an ``InferenceWorker`` thread decodes, runs
+the model, builds and publishes. See docs/ros_node.md for topics, parameters and QoS.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2
+from std_msgs.msg import Header
+
+from dap_ros.errors import CheckpointError, DapError
+from dap_ros.geometry import LaserScanSpec, laser_scan
+from dap_ros.ros import diagnostics as diag
+from dap_ros.ros import messages as msgs
+from dap_ros.ros import params as prm
+from dap_ros.ros.worker import InferenceWorker
+
+NODE_NAME = "dap_depth"
+EXIT_CHECKPOINT = 1  # missing / wrong weights
+EXIT_PARAMETERS = 2  # a parameter is invalid (or names something this machine lacks)
+_ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
+
+
+@dataclass(frozen=True)
+class Frame:
+    msg: Any  # Image or CompressedImage
+    received: float  # time.monotonic() at the callback
+
+
+def qos_profile(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def resolve_checkpoint(p: prm.NodeParams, logger: Any) -> str | None:
+    """The checkpoint to load; the hook for a default model when ``checkpoint`` is empty.
+
+    Today an empty checkpoint is only allowed with ``allow_random_weights`` (plumbing tests); the
+    predictor raises a CheckpointError explaining how to get the weights otherwise.
+    """
+    if p.checkpoint:
+        return p.checkpoint
+    if p.allow_random_weights:
+        logger.warning(
+            "checkpoint is empty and allow_random_weights is true: running RANDOM WEIGHTS. "
+            "The depth is MEANINGLESS (plumbing tests only); set 'checkpoint' to the DAP weights."
+        )
+    return None
+
+
+def create_predictor(p: prm.NodeParams, logger: Any) -> Any:
+    """Load the model for ``p``; DapError with a one-line message naming the parameter otherwise."""
+    from dap_ros.errors import ConfigError
+    from dap_ros.pipeline import DepthPredictor
+
+    if p.backend not in ("auto", "torch"):  # the seam for the deployment backends
+        raise ConfigError(
+            f"parameter 'backend': '{p.backend}' is not available in this version of dap_ros; use 'torch' or 'auto'"
+        )
+    device = p.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    checkpoint = resolve_checkpoint(p, logger)
+    try:
+        return DepthPredictor.create(
+            checkpoint,
+            p.model_config,
+            device=device,
+            precision=p.precision,
+            input_size=p.input_size,
+            normalization=p.normalization,
+            mask_threshold=p.mask_threshold,
+            max_range=p.max_range,
+            allow_random=p.allow_random_weights,
+        )
+    except CheckpointError as exc:
+        raise CheckpointError(f"parameter 'checkpoint' ({p.checkpoint or 'empty'}): {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"model parameters (model_config/device/precision/input size): {exc}") from None
+
+
+class DepthNode(LifecycleNode):
+    """ERP image -> depth (32FC1 m), range_mask (mono8), points, scan, depth/colorized, diagnostics."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        prm.declare(self)
+        self.managed = self.get_parameter("lifecycle").value is True
+        self.params: prm.NodeParams | None = None  # set at configure, swapped on parameter changes
+        self.predictor: Any = None
+        self.stats = diag.NodeStats()
+        self.startup_error: DapError | None = None
+        self.exit_code = 0
+        self._throttle = diag.KindThrottle()
+        self._scan_spec: LaserScanSpec | None = None
+        self._cloud = msgs.PointCloudBuilder()  # used by the inference thread only
+        self._pubs: dict[str, Any] = {}
+        self.published: Counter[str] = Counter()  # messages built and published, per output
+        self._sub: Any = None
+        self._worker: InferenceWorker[Frame] | None = None
+        self._diag_pub: Any = None
+        self._diag_timer: Any = None
+        self._active_since: float | None = None
+        self._warn_unknown_overrides()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # --- plain-node start and stop -------------------------------------------------------------
+
+    def start(self) -> int:
+        """Configure and activate (plain mode). Returns 0 or the exit code for the failure."""
+        if self.trigger_configure() != SUCCESS:
+            return self.exit_code or EXIT_PARAMETERS
+        if self.trigger_activate() != SUCCESS:
+            return 1
+        return 0
+
+    def close(self) -> None:
+        """Stop the worker and free everything (idempotent); then destroy the node."""
+        self._stop_processing()
+        self._release()
+        self.destroy_node()
+
+    # --- lifecycle transitions ----------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            p = prm.NodeParams.from_values(prm.read(self))
+            predictor = create_predictor(p, self.get_logger())
+        except DapError as exc:
+            self.startup_error = exc
+            self.exit_code = EXIT_CHECKPOINT if isinstance(exc, CheckpointError) else EXIT_PARAMETERS
+            self.get_logger().fatal(str(exc))
+            return FAILURE
+        self.params, self.predictor = p, predictor
+        self._scan_spec = self._make_scan_spec(p)
+        qos = qos_profile(p.qos_output_reliability, p.qos_output_depth)
+        for key, msg_type, topic in (
+            ("depth", Image, "depth"),
+            ("range_mask", Image, "range_mask"),
+            ("points", PointCloud2, "points"),
+            ("scan", LaserScan, "scan"),
+            ("colorized", Image, "depth/colorized"),
+        ):
+            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, qos)
+        # Diagnostics stay on while inactive: a manager can see why a node is not producing.
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(p.diagnostics_period_sec, self._publish_diagnostics)
+        self.get_logger().info(
+            f"model ready: backend {predictor.backend}, device {predictor.device}, precision "
+            f"{predictor.precision}, input {p.input_height}x{p.input_width}, "
+            f"weights {predictor.checkpoint or 'RANDOM'}"
+        )
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self.params
+        assert p is not None
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        self._worker = InferenceWorker(self._process, self._on_worker_crash)
+        self._worker.start()
+        msg_type, topic = (CompressedImage, "image/compressed") if p.input_transport == "compressed" else (Image, "image")
+        self._sub = self.create_subscription(
+            msg_type,
+            topic,
+            self._on_image,
+            qos_profile(p.qos_input_reliability, p.qos_input_depth),
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
+        )
+        self._active_since = time.monotonic()
+        self.get_logger().info(f"subscribed to {self._sub.topic_name} ({p.input_transport})")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        return super().on_error(state)
+
+    def _stop_processing(self) -> None:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if self._worker is not None:
+            if not self._worker.stop(timeout=30.0):
+                self.get_logger().error("inference thread did not stop within 30 s")
+            self._worker = None
+        self._active_since = None
+
+    def _release(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs.clear()
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        self.predictor = None
+        self.params = None
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def _on_image(self, msg: Any) -> None:
+        now = time.monotonic()
+        self.stats.input(now)
+        worker = self._worker
+        if worker is not None and worker.submit(Frame(msg, now)):
+            self.stats.drop()
+
+    def _on_incompatible_qos(self, info: Any) -> None:
+        p = self.params
+        self._log_problem(
+            "incompatible_qos",
+            "a publisher on the input topic has QoS incompatible with this subscription "
+            f"(qos.input.reliability={p.qos_input_reliability if p else '?'}); a best-effort "
+            "(sensor-data) camera driver needs qos.input.reliability: best_effort",
+        )
+
+    # --- processing (inference thread) ---------------------------------------------------------
+
+    def _process(self, frame: Frame) -> None:
+        p, predictor = self.params, self.predictor
+        if p is None or predictor is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            if p.input_transport == "compressed":
+                rgb = msgs.compressed_to_rgb(frame.msg, p.max_input_width)
+            else:
+                rgb = msgs.image_to_rgb(frame.msg, p.max_input_width)
+        except msgs.InputRejected as exc:
+            self._fail(exc.kind, f"frame skipped: {exc}")
+            return
+        t1 = time.perf_counter()
+        try:
+            result = predictor.predict(rgb, None if p.output_size == "input" else predictor.input_size)
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame, keep going
+            self._fail("model", f"inference failed, frame skipped: {type(exc).__name__}: {exc}")
+            self._free_accelerator_memory()
+            return
+        header = Header(stamp=frame.msg.header.stamp, frame_id=p.frame_id or frame.msg.header.frame_id)
+        if not header.frame_id:
+            self._log_problem("no_frame_id", "input has an empty frame_id and parameter 'frame_id' is empty")
+        try:
+            build_sec, publish_sec = self._publish_outputs(header, result, p)
+        except Exception as exc:  # noqa: BLE001 - a failed output must not stop the next frame
+            if not self.context.ok():
+                return  # shutting down (Ctrl-C): the publishers are already gone
+            self._fail("output", f"building or publishing outputs failed: {type(exc).__name__}: {exc}")
+            return
+        stages = {"decode": t1 - t0, **result.timings, "build": build_sec, "publish": publish_sec}
+        age = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
+        self.stats.output(time.monotonic(), stages, age)
+
+    def _publish_outputs(self, header: Header, result: Any, p: prm.NodeParams) -> tuple[float, float]:
+        """Build and publish every output somebody listens to; returns (build s, publish s)."""
+        build = publish = 0.0
+        for key, wanted, make in (
+            ("depth", True, lambda: msgs.depth_msg(header, result.range_m)),
+            ("range_mask", True, lambda: msgs.mask_msg(header, result.in_range)),
+            ("points", p.points_enable, lambda: self._points_msg(header, result, p)),
+            ("scan", p.scan_enable, lambda: self._scan_msg(header, result, p)),
+            ("colorized", p.publish_colorized, lambda: msgs.colorized_msg(header, result.range_m, p.max_range)),
+        ):
+            pub = self._pubs.get(key)
+            if not wanted or pub is None or pub.get_subscription_count() == 0:
+                continue  # lazy: nobody listens, build nothing
+            t0 = time.perf_counter()
+            msg = make()
+            t1 = time.perf_counter()
+            pub.publish(msg)
+            self.published[key] += 1
+            build += t1 - t0
+            publish += time.perf_counter() - t1
+        return build, publish
+
+    def _points_msg(self, header: Header, result: Any, p: prm.NodeParams) -> PointCloud2:
+        return self._cloud.build(
+            header,
+            result.range_m,
+            result.rgb if p.points_rgb else None,
+            stride=p.points_stride,
+            min_range=p.points_min_range,
+            max_range=p.points_max_range,
+            azimuth_offset_rad=p.azimuth_offset_rad,
+            organized=p.points_organized,
+        )
+
+    def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:
+        spec = self._scan_spec or self._make_scan_spec(p)
+        return msgs.scan_msg(header, laser_scan(result.range_m, spec, p.azimuth_offset_rad), spec)
+
+    @staticmethod
+    def _make_scan_spec(p: prm.NodeParams) -> LaserScanSpec:
+        return LaserScanSpec(
+            angle_increment=math.radians(p.scan_angle_increment_deg),
+            elevation_min_deg=p.scan_elevation_min_deg,
+            elevation_max_deg=p.scan_elevation_max_deg,
+            range_min=p.scan_range_min,
+            range_max=p.scan_range_max,
+        )
+
+    def _free_accelerator_memory(self) -> None:
+        device = getattr(self.predictor, "device", None)
+        if getattr(device, "type", None) == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _fail(self, kind: str, message: str) -> None:
+        self.stats.failure(kind, message)
+        self._log_problem(kind, message)
+
+    def _log_problem(self, kind: str, message: str) -> None:
+        suppressed = self._throttle.check(kind, time.monotonic())
+        if suppressed is not None:
+            more = f" ({suppressed} more of this kind since the last report)" if suppressed else ""
+            self.get_logger().warning(f"[{kind}] {message}{more}")
+
+    def _on_worker_crash(self, exc: BaseException) -> None:
+        self._fail("internal", f"unexpected {type(exc).__name__}: {exc}")
+
+    # --- parameters ----------------------------------------------------------------------------
+
+    def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
+        ours = [c for c in changes if c.name in prm.SPEC_BY_NAME]
+        if not ours:
+            return SetParametersResult(successful=True)
+        current = prm.read(self)
+        loaded = self.params is not None
+        for c in ours:  # checked first: "restart" is the useful answer even for a bad value
+            restart = c.name == "lifecycle" or (loaded and c.name in prm.RESTART_ONLY)
+            if restart and c.value != current[c.name]:
+                how = "cleanup and configure the node" if self.managed and c.name != "lifecycle" else "restart the node"
+                return SetParametersResult(
+                    successful=False, reason=f"'{c.name}' is read at start only: {how} to change it"
+                )
+        values = dict(current)
+        values.update({c.name: c.value for c in ours})
+        problems = prm.problems_for({c.name for c in ours}, values, cross=loaded)
+        if problems:
+            return SetParametersResult(successful=False, reason="; ".join(problems))
+        if loaded:
+            try:
+                new = prm.NodeParams.from_values(values)
+            except DapError as exc:  # another, untouched parameter is invalid: keep running as is
+                return SetParametersResult(successful=False, reason=str(exc))
+            self._apply(new)
+            self.get_logger().info("parameters updated: " + ", ".join(f"{c.name}={c.value!r}" for c in ours))
+        return SetParametersResult(successful=True)
+
+    def _apply(self, new: prm.NodeParams) -> None:
+        """Switch to new run-time parameters; the worker picks them up at its next frame."""
+        if self.predictor is not None:
+            self.predictor.mask_threshold = new.mask_threshold
+            self.predictor.max_range = new.max_range
+        self._scan_spec = self._make_scan_spec(new)
+        self.params = new
+
+    def _warn_unknown_overrides(self) -> None:
+        """A typo in the params file would otherwise be silently ignored."""
+        overrides = getattr(self, "_parameter_overrides", {}) or {}
+        unknown = sorted(set(overrides) - set(prm.SPEC_BY_NAME) - _ROS_OWN_PARAMETERS)
+        unknown = [n for n in unknown if not n.startswith("qos_overrides.")]
+        if unknown:
+            self.get_logger().warning("unknown parameters ignored (typo?): " + ", ".join(unknown))
+
+    # --- diagnostics ---------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        p, predictor, pub = self.params, self.predictor, self._diag_pub
+        if p is None or predictor is None or pub is None:
+            return
+        now = time.monotonic()
+        snap = self.stats.snapshot(now)
+        active = self._active_since is not None
+        level, message = diag.level_and_message(
+            snap,
+            active=active,
+            started_sec_ago=now - (self._active_since or now),
+            stale_input_sec=p.diagnostics_stale_input_sec,
+            error_after=p.diagnostics_error_after_failures,
+        )
+        sub = self._sub
+        info = {
+            "state": "active" if active else "inactive",
+            "input topic": sub.topic_name if sub is not None else "none",
+            "backend": str(predictor.backend),
+            "device": str(predictor.device),
+            "precision": str(predictor.precision),
+            "model config": p.model_config,
+            "model file": predictor.checkpoint or "RANDOM WEIGHTS (allow_random_weights)",
+            "network input": f"{p.input_height}x{p.input_width}",
+        }
+        array = diag.diagnostic_array(
+            self.get_clock().now().to_msg(),
+            f"{self.get_fully_qualified_name()}: depth",
+            f"{predictor.backend}/{predictor.device}",
+            level,
+            message,
+            diag.status_values(snap, info),
+        )
+        pub.publish(array)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``depth_node`` and ``python -m dap_ros.node``; returns the exit code."""
+    rclpy.init(args=args)
+    node: DepthNode | None = None
+    code = 0
+    try:
+        node = DepthNode()
+        if not node.managed:
+            code = node.start()
+        if code == 0:
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

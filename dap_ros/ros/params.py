@@ -1,0 +1,292 @@
+"""The node's parameters: one table (name, default, meaning), one validated dataclass.
+
+Pure Python (no rclpy, no torch) so the validation is testable and reusable; ``declare`` imports
+rclpy lazily. Parameters are declared with dynamic typing: ROS would otherwise reject
+``max_range: 100`` (an integer in YAML) with a type-mismatch traceback at start. The values are
+type-checked here instead, with one clear message per parameter.
+
+Every parameter is either applied at run time or "restart-only" (read once when the model and the
+topics are set up); changing a restart-only parameter on a running node is rejected with a reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+from dap_ros.errors import ConfigError
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+NORMALIZATIONS = ("imagenet", "none")
+OUTPUT_SIZES = ("input", "network")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("reliable", "best_effort")
+MAX_RANGE_LIMIT_M = 100.0  # the released model's depth scale (DESIGN.md section 1)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    restart: bool = False  # True: read at configure time only
+
+
+SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("lifecycle", False, "true: managed lifecycle node, waits for configure/activate; "
+              "false: configures and activates itself at start", restart=True),
+    ParamSpec("checkpoint", "", "path of the DAP weights (model.pth / .safetensors)", restart=True),
+    ParamSpec("allow_random_weights", False, "with an empty checkpoint, run RANDOM weights "
+              "(tests and plumbing checks only; the depth is meaningless)", restart=True),
+    ParamSpec("model_config", "vitl", "architecture preset (vitl, tiny) or a JSON file path", restart=True),
+    ParamSpec("backend", "auto", "inference backend: auto, torch, onnxruntime, tensorrt", restart=True),
+    ParamSpec("device", "auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:N", restart=True),
+    ParamSpec("precision", "fp32", "fp32, fp16 (CUDA only), bf16", restart=True),
+    ParamSpec("input_height", 512, "network input height in pixels (2:1 with input_width)", restart=True),
+    ParamSpec("input_width", 1024, "network input width in pixels", restart=True),
+    ParamSpec("normalization", "imagenet", "network input normalization: imagenet or none", restart=True),
+    ParamSpec("mask_threshold", 0.5, "out-of-range probability above which a pixel is +Inf, in (0, 1)"),
+    ParamSpec("max_range", 100.0, "metres; ranges beyond are +Inf (no return), in (0, 100]"),
+    ParamSpec("frame_id", "", "frame of all outputs; empty = the input image's frame_id"),
+    ParamSpec("output_size", "input", "size of depth/range_mask/points: input (image size) or network"),
+    ParamSpec("max_input_width", 4096, "frames wider than this (pixels) are rejected and counted"),
+    ParamSpec("input_transport", "raw", "raw: subscribe image (Image); compressed: image/compressed "
+              "(CompressedImage, jpeg/png)", restart=True),
+    ParamSpec("qos.input.reliability", "reliable", "input subscription: reliable or best_effort", restart=True),
+    ParamSpec("qos.input.depth", 2, "input subscription history depth (keep last)", restart=True),
+    ParamSpec("qos.output.reliability", "reliable", "output publishers: reliable or best_effort", restart=True),
+    ParamSpec("qos.output.depth", 2, "output publishers history depth (keep last)", restart=True),
+    ParamSpec("points.enable", True, "publish the PointCloud2 on points"),
+    ParamSpec("points.stride", 2, "take every stride-th row and column (1 = every pixel)"),
+    ParamSpec("points.min_range", 0.0, "metres; nearer points are dropped"),
+    ParamSpec("points.max_range", 100.0, "metres; farther points are dropped"),
+    ParamSpec("points.rgb", True, "add the packed float32 rgb field"),
+    ParamSpec("points.organized", False, "true: H x W cloud with NaN for missing points; "
+              "false: only valid points (height 1)"),
+    ParamSpec("scan.enable", True, "publish the 360-degree LaserScan on scan"),
+    ParamSpec("scan.elevation_min_deg", -5.0, "degrees; lower edge of the elevation band scanned"),
+    ParamSpec("scan.elevation_max_deg", 5.0, "degrees; upper edge of the elevation band scanned"),
+    ParamSpec("scan.angle_increment_deg", 0.5, "degrees between beams (720 beams at 0.5)"),
+    ParamSpec("scan.range_min", 0.1, "metres; LaserScan.range_min"),
+    ParamSpec("scan.range_max", 100.0, "metres; LaserScan.range_max (farther = +Inf)"),
+    ParamSpec("publish_colorized", True, "publish depth/colorized (bgr8, for viewing)"),
+    ParamSpec("azimuth_offset_deg", 0.0, "degrees; camera yaw in the output frame (points, scan)"),
+    ParamSpec("diagnostics.period_sec", 1.0, "seconds between DiagnosticArray messages", restart=True),
+    ParamSpec("diagnostics.stale_input_sec", 5.0, "seconds without input before the status is WARN"),
+    ParamSpec("diagnostics.error_after_failures", 5, "consecutive failed frames before the status is ERROR"),
+)
+SPEC_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in SPECS}
+RESTART_ONLY: frozenset[str] = frozenset(s.name for s in SPECS if s.restart)
+
+
+def field_name(param_name: str) -> str:
+    """'qos.input.depth' -> 'qos_input_depth' (the dataclass attribute)."""
+    return param_name.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """All parameter values, validated. Attribute names are the parameter names with '_' for '.'."""
+
+    lifecycle: bool
+    checkpoint: str
+    allow_random_weights: bool
+    model_config: str
+    backend: str
+    device: str
+    precision: str
+    input_height: int
+    input_width: int
+    normalization: str
+    mask_threshold: float
+    max_range: float
+    frame_id: str
+    output_size: str
+    max_input_width: int
+    input_transport: str
+    qos_input_reliability: str
+    qos_input_depth: int
+    qos_output_reliability: str
+    qos_output_depth: int
+    points_enable: bool
+    points_stride: int
+    points_min_range: float
+    points_max_range: float
+    points_rgb: bool
+    points_organized: bool
+    scan_enable: bool
+    scan_elevation_min_deg: float
+    scan_elevation_max_deg: float
+    scan_angle_increment_deg: float
+    scan_range_min: float
+    scan_range_max: float
+    publish_colorized: bool
+    azimuth_offset_deg: float
+    diagnostics_period_sec: float
+    diagnostics_stale_input_sec: float
+    diagnostics_error_after_failures: int
+
+    @classmethod
+    def defaults(cls) -> "NodeParams":
+        return cls.from_values({})
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "NodeParams":
+        """Validate ``{parameter name: value}`` (missing names take defaults); raise ConfigError."""
+        typed, problems = check_values(values)
+        if problems:
+            raise ConfigError("invalid parameter " + "; ".join(f"'{n}': {p}" for n, p, _ in problems))
+        return cls(**{field_name(name): value for name, value in typed.items()})
+
+    def value(self, param_name: str) -> Any:
+        return getattr(self, field_name(param_name))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    @property
+    def azimuth_offset_rad(self) -> float:
+        return math.radians(self.azimuth_offset_deg)
+
+
+# --- type coercion: one function per declared default type -------------------------------------
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"must be an integer, got {value!r}")
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return float(value)
+        raise ValueError(f"must be a finite number, got {value!r}")
+    raise ValueError(f"must be a number, got {value!r}")
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"must be a string, got {value!r}")
+
+
+_COERCE: dict[type, Callable[[Any], Any]] = {bool: _as_bool, int: _as_int, float: _as_float, str: _as_str}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "backend": BACKENDS,
+    "precision": PRECISIONS,
+    "normalization": NORMALIZATIONS,
+    "output_size": OUTPUT_SIZES,
+    "input_transport": TRANSPORTS,
+    "qos.input.reliability": RELIABILITIES,
+    "qos.output.reliability": RELIABILITIES,
+}
+
+
+def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str, bool]]]:
+    """Coerce and check every parameter; returns (typed values, [(parameter, problem, cross)]).
+
+    A cross-parameter problem (``cross`` True, e.g. width != 2 x height) is reported under each
+    parameter involved, so a caller can tell whether a change it is about to make is at fault.
+    """
+    typed: dict[str, Any] = {}
+    problems: list[tuple[str, str, bool]] = []
+    for spec in SPECS:
+        raw = values.get(spec.name, spec.default)
+        try:
+            typed[spec.name] = _COERCE[type(spec.default)](raw)
+        except ValueError as exc:
+            problems.append((spec.name, str(exc), False))
+            typed[spec.name] = spec.default
+    v = typed
+
+    def bad(name: str, problem: str, cross: bool = False) -> None:
+        problems.append((name, f"{problem}, got {values.get(name, v[name])!r}", cross))
+
+    for name, choices in _CHOICES.items():
+        v[name] = v[name].lower()
+        if v[name] not in choices:
+            bad(name, "must be one of " + ", ".join(choices))
+    device = v["device"].lower()
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        bad("device", "must be auto, cpu, cuda or cuda:N")
+    if not v["model_config"]:
+        bad("model_config", "must name a preset (vitl, tiny) or a JSON file")
+    if v["input_height"] <= 0 or v["input_width"] <= 0:
+        bad("input_height" if v["input_height"] <= 0 else "input_width", "must be > 0")
+    elif v["input_width"] != 2 * v["input_height"]:
+        for name in ("input_height", "input_width"):
+            bad(name, f"input_width must be 2 x input_height (ERP 2:1; {v['input_height']}x{v['input_width']})", True)
+    if not 0.0 < v["mask_threshold"] < 1.0:
+        bad("mask_threshold", "must lie in (0, 1)")
+    if not 0.0 < v["max_range"] <= MAX_RANGE_LIMIT_M:
+        bad("max_range", f"must lie in (0, {MAX_RANGE_LIMIT_M:g}] metres")
+    if v["max_input_width"] < 16:
+        bad("max_input_width", "must be >= 16 pixels")
+    for name in ("qos.input.depth", "qos.output.depth"):
+        if not 1 <= v[name] <= 1000:
+            bad(name, "must lie in [1, 1000]")
+    if v["points.stride"] < 1:
+        bad("points.stride", "must be >= 1")
+    if v["points.min_range"] < 0.0:
+        bad("points.min_range", "must be >= 0 m")
+    if v["points.max_range"] <= v["points.min_range"]:
+        for name in ("points.min_range", "points.max_range"):
+            bad(name, "points.min_range must be < points.max_range", True)
+    lo, hi = v["scan.elevation_min_deg"], v["scan.elevation_max_deg"]
+    if not -90.0 <= lo < hi <= 90.0:
+        for name in ("scan.elevation_min_deg", "scan.elevation_max_deg"):
+            bad(name, f"need -90 <= scan.elevation_min_deg < scan.elevation_max_deg <= 90 ([{lo}, {hi}])", True)
+    if not 0.0 < v["scan.angle_increment_deg"] <= 45.0:
+        bad("scan.angle_increment_deg", "must lie in (0, 45] degrees")
+    if v["scan.range_min"] < 0.0:
+        bad("scan.range_min", "must be >= 0 m")
+    if v["scan.range_max"] <= v["scan.range_min"] or v["scan.range_max"] > 1e6:
+        for name in ("scan.range_min", "scan.range_max"):
+            bad(name, "need 0 <= scan.range_min < scan.range_max <= 1e6 m", True)
+    if v["diagnostics.period_sec"] <= 0.0:
+        bad("diagnostics.period_sec", "must be > 0 s")
+    if v["diagnostics.stale_input_sec"] <= 0.0:
+        bad("diagnostics.stale_input_sec", "must be > 0 s")
+    if v["diagnostics.error_after_failures"] < 1:
+        bad("diagnostics.error_after_failures", "must be >= 1")
+    return typed, problems
+
+
+def problems_for(changed: set[str], values: Mapping[str, Any], cross: bool = True) -> list[str]:
+    """Problems of ``values`` that involve one of the ``changed`` parameters, as messages.
+
+    ``cross=False`` leaves out cross-parameter problems: while a managed node is unconfigured,
+    ``ros2 param set`` can only change one parameter at a time (height, then width), and
+    configure checks the whole set anyway.
+    """
+    _, problems = check_values(values)
+    return [f"'{n}': {p}" for n, p, is_cross in problems if n in changed and (cross or not is_cross)]
+
+
+def declare(node: Any) -> None:
+    """Declare every parameter on an rclpy node (dynamic typing, checked by NodeParams)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for spec in SPECS:
+        suffix = " (restart-only)" if spec.restart else ""
+        descriptor = ParameterDescriptor(description=spec.description + suffix, dynamic_typing=True)
+        node.declare_parameter(spec.name, spec.default, descriptor)
+
+
+def read(node: Any) -> dict[str, Any]:
+    """Current values of every declared parameter of ``node`` ({name: python value})."""
+    return {spec.name: node.get_parameter(spec.name).value for spec in SPECS}
+
+
+# Checked once at import: the table and the dataclass must list the same names.
+assert [field_name(s.name) for s in SPECS] == [f.name for f in fields(NodeParams)], "params table out of sync"

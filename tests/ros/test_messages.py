@@ -1,0 +1,137 @@
+"""numpy <-> sensor_msgs conversions (no DDS needed): encodings, padding, rejections, layouts."""
+from __future__ import annotations
+
+import array
+import io
+import math
+import time
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CompressedImage
+from std_msgs.msg import Header
+
+from dap_ros.geometry import LaserScanSpec, colored_points, range_to_points
+from dap_ros.ros import messages as M
+from dap_ros.ros.worker import LatestSlot
+from ros_helpers import rgb_image_msg
+
+RGB = np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+STAMP = Time(sec=5, nanosec=7)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+@pytest.mark.parametrize("pad", [0, 1, 13])
+def test_image_to_rgb_every_encoding_with_row_padding(encoding, pad):
+    msg = rgb_image_msg(RGB, STAMP, encoding=encoding, pad=pad)
+    got = M.image_to_rgb(msg, max_width=4096)
+    expected = np.repeat(RGB[..., :1], 3, axis=2) if encoding == "mono8" else RGB
+    assert got.shape == (16, 32, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_last_row_without_padding_is_accepted():
+    msg = rgb_image_msg(RGB, STAMP, pad=4)
+    msg.data = array.array("B", bytes(msg.data)[:-4])  # driver trimmed the final row's padding
+    np.testing.assert_array_equal(M.image_to_rgb(msg, 4096), RGB)
+
+
+@pytest.mark.parametrize("change,kind", [
+    ({"encoding": "16UC1"}, "encoding"),
+    ({"step": 10}, "bad_step"),
+    ({"data": array.array("B", bytes(100))}, "short_data"),
+    ({"width": 16, "step": 48}, "not_erp"),
+    ({"width": 0, "height": 0}, "empty"),
+    ({"width": 7680, "height": 3840, "step": 7680 * 3}, "too_large"),
+])
+def test_bad_images_are_rejected_by_kind(change, kind):
+    msg = rgb_image_msg(RGB, STAMP)
+    for key, value in change.items():
+        setattr(msg, key, value)
+    with pytest.raises(M.InputRejected) as info:
+        M.image_to_rgb(msg, max_width=4096)
+    assert info.value.kind == kind
+
+
+def test_compressed_decoding_and_size_check_before_decoding():
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(RGB).save(buffer, format="PNG")
+    msg = CompressedImage(format="png", data=buffer.getvalue())
+    np.testing.assert_array_equal(M.compressed_to_rgb(msg, 4096), RGB)
+    with pytest.raises(M.InputRejected, match="max_input_width") as info:
+        M.compressed_to_rgb(msg, max_width=16)
+    assert info.value.kind == "too_large"
+    with pytest.raises(M.InputRejected) as info:
+        M.compressed_to_rgb(CompressedImage(format="jpeg", data=b"garbage"), 4096)
+    assert info.value.kind == "corrupt"
+
+
+def test_image_building_is_a_memcpy_not_an_element_loop():
+    depth = np.random.default_rng(0).random((960, 1920), dtype=np.float32)
+    t0 = time.perf_counter()
+    msg = M.depth_msg(Header(stamp=STAMP, frame_id="f"), depth)
+    elapsed = time.perf_counter() - t0
+    assert (msg.encoding, msg.height, msg.width, msg.step) == ("32FC1", 960, 1920, 7680)
+    np.testing.assert_array_equal(np.frombuffer(msg.data, np.float32).reshape(960, 1920), depth)
+    assert elapsed < 0.05, f"7 MB took {elapsed * 1e3:.0f} ms: the buffer is being copied element-wise"
+
+
+def test_pointcloud_layout_and_packed_rgb():
+    points = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], np.float32)
+    colors = np.array([[255, 0, 1], [10, 20, 30]], np.uint8)
+    msg = M.pointcloud_msg(Header(), points, colors, organized=False)
+    assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_dense) == (1, 2, 16, 32, True)
+    raw = np.frombuffer(msg.data, np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(raw[:, :3], points)
+    assert list(raw[:, 3].view(np.uint32)) == [0xFF0001, 0x0A141E]
+    plain = M.pointcloud_msg(Header(), points, None, organized=False)
+    assert [f.name for f in plain.fields] == ["x", "y", "z"] and plain.point_step == 12
+
+
+@pytest.mark.parametrize("stride,offset_deg", [(1, 0.0), (2, 30.0), (3, -100.0)])
+def test_point_builder_matches_geometry_colored_points(stride, offset_deg):
+    rng = np.random.default_rng(2).uniform(0.5, 20.0, (24, 48)).astype(np.float32)
+    rng[0, 0], rng[2, 4], rng[4, 6], rng[6, 6] = np.inf, np.nan, 0.1, 30.0
+    rgb = np.random.default_rng(3).integers(0, 256, (24, 48, 3), dtype=np.uint8)
+    offset = math.radians(offset_deg)
+    msg = M.PointCloudBuilder().build(Header(), rng, rgb, stride=stride, min_range=0.2, max_range=25.0,
+                                      azimuth_offset_rad=offset)
+    points, colors = colored_points(rng, rgb, stride, 0.2, 25.0, offset)
+    record = np.frombuffer(msg.data, np.float32).reshape(-1, 4)
+    assert msg.width == len(points) and msg.height == 1 and msg.is_dense
+    np.testing.assert_allclose(record[:, :3], points, atol=1e-5)
+    packed = record[:, 3].view(np.uint32)
+    np.testing.assert_array_equal(np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], 1), colors)
+
+
+def test_organized_points_follow_the_source_pixel_rays():
+    rng = np.full((8, 16), 2.0, np.float32)
+    rng[0, 0], rng[2, 2], rng[4, 4] = np.inf, np.nan, 50.0
+    msg = M.PointCloudBuilder().build(Header(), rng, None, stride=2, min_range=0.0, max_range=10.0, organized=True)
+    assert (msg.height, msg.width, msg.point_step, msg.is_dense) == (4, 8, 12, False)
+    points = np.frombuffer(msg.data, np.float32).reshape(4, 8, 3)
+    invalid = ~np.isfinite(points[..., 0])
+    assert invalid[0, 0] and invalid[1, 1] and invalid[2, 2] and invalid.sum() == 3
+    np.testing.assert_allclose(points[3, 3], range_to_points(rng)[6, 6])
+
+
+def test_scan_message_fields():
+    spec = LaserScanSpec(angle_increment=math.radians(1.0))
+    ranges = np.linspace(1, 2, spec.num_beams, dtype=np.float32)
+    msg = M.scan_msg(Header(), ranges, spec)
+    assert msg.angle_min == pytest.approx(-math.pi) and len(msg.ranges) == 360
+    assert msg.angle_max == pytest.approx(-math.pi + 359 * math.radians(1.0))
+    np.testing.assert_array_equal(np.asarray(msg.ranges, np.float32), ranges)
+
+
+def test_latest_slot_keeps_only_the_newest():
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True  # 1 dropped
+    assert slot.take(0.0) == 2
+    assert slot.take(0.01) is None
+    slot.close()
+    assert slot.put(3) is False and slot.take(0.0) is None

@@ -1,0 +1,86 @@
+"""The node as a user starts it: a separate process, the params file, remapping, exit codes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import Image, PointCloud2
+
+from ros_helpers import REPO, TINY, OutputCollector, rgb_image_msg, send_until_outputs
+
+pytestmark = pytest.mark.ros
+PARAMS_FILE = REPO / "config" / "depth.yaml"
+
+
+def start_node(namespace: str, *ros_args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "dap_ros.node", "--ros-args", "-r", f"__ns:={namespace}",
+           "--params-file", str(PARAMS_FILE), *ros_args]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def tiny_args() -> list[str]:
+    args = []
+    for key, value in TINY.items():
+        args += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
+    return args
+
+
+def finish(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"node process did not exit within {timeout:.0f} s; output:\n{out}")
+    return proc.returncode, out
+
+
+def set_param(harness, client, name: str, value: float):
+    request = SetParameters.Request(parameters=[ParameterMsg(
+        name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)))])
+    harness.spin_until(client.service_is_ready, 20.0, f"service {client.srv_name}")
+    future = client.call_async(request)
+    harness.spin_until(future.done, 20.0, f"setting {name}")
+    return future.result().results[0]
+
+
+def test_node_process_with_params_file_and_remap(harness, real_sample):
+    proc = start_node(harness.namespace, *tiny_args(), "-r", "image:=camera/image", "-p", "frame_id:=base_link")
+    try:
+        collector = OutputCollector(harness, {"depth": Image, "points": PointCloud2})
+        pub = harness.helper.create_publisher(Image, "camera/image", harness.reliable())
+        msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam"), collector,
+                                      {"depth", "points"}, timeout=60.0)
+        assert out["depth"].header.frame_id == "base_link" and out["depth"].width == real_sample.shape[1]
+        assert out["depth"].header.stamp == msg.header.stamp
+
+        client = harness.helper.create_client(SetParameters, f"{harness.namespace}/dap_depth/set_parameters")
+        assert set_param(harness, client, "max_range", 20.0).successful
+        rejected = set_param(harness, client, "input_width", 256)
+        assert not rejected.successful and "restart the node" in rejected.reason
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code, output = finish(proc)
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert "RANDOM WEIGHTS" in output  # the loud warning of allow_random_weights
+
+
+def test_start_errors_exit_cleanly_with_a_message(harness):
+    bad = start_node(harness.namespace + "_bad", *tiny_args(), "-p", "mask_threshold:=2.0")
+    no_weights = start_node(harness.namespace + "_nw")  # the shipped config: checkpoint empty
+    code, output = finish(bad)
+    assert code == 2, output
+    assert "mask_threshold" in output and "Traceback" not in output, output
+    code, output = finish(no_weights)
+    assert code == 1, output
+    assert "'checkpoint'" in output and "Insta360-Research/DAP-weights" in output, output
+    assert "Traceback" not in output, output

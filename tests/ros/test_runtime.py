@@ -1,0 +1,236 @@
+"""Run-time behaviour: parameter changes, newest-frame-only under a burst, bad input, diagnostics."""
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2
+from std_msgs.msg import Header
+
+from ros_helpers import OutputCollector, rgb_image_msg, send_until_outputs
+
+pytestmark = pytest.mark.ros
+
+
+def depth_of(msg: Image) -> np.ndarray:
+    return np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width)
+
+
+def test_runtime_changes_take_effect(harness, make_node, real_sample):
+    node = make_node(output_size="network")  # per-pixel thresholds, no resampling of the mask
+    collector = OutputCollector(harness, {"depth": Image, "range_mask": Image, "points": PointCloud2, "scan": LaserScan})
+    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
+    frame = lambda s: rgb_image_msg(real_sample, s, "cam")  # noqa: E731
+    topics = {"depth", "range_mask", "points", "scan"}
+    _, before = send_until_outputs(harness, pub, frame, collector, topics)
+    first = depth_of(before["depth"])
+    assert np.isfinite(first).all()
+
+    # max_range at the median: the same frame comes back +Inf exactly where it was farther
+    median = float(np.median(first))
+    assert node.set_parameters([Parameter("max_range", value=median)])[0].successful
+    _, mixed = send_until_outputs(harness, pub, frame, collector, topics)
+    depth = depth_of(mixed["depth"])
+    far = first > median
+    assert 0 < far.sum() < far.size
+    assert np.all(np.isposinf(depth[far])) and np.all(np.isfinite(depth[~far]))
+    np.testing.assert_array_equal(np.frombuffer(mixed["range_mask"].data, np.uint8).reshape(depth.shape) == 255, ~far)
+    sub = depth[::2, ::2]
+    assert mixed["points"].width == int(np.isfinite(sub).sum())
+
+    # max_range below every prediction: all +Inf, mask 0, no points, a scan of free space
+    results = node.set_parameters([Parameter("max_range", value=1.0), Parameter("frame_id", value="base_link")])
+    assert all(r.successful for r in results), [r.reason for r in results]
+    _, after = send_until_outputs(harness, pub, frame, collector, topics)
+    depth = depth_of(after["depth"])
+    assert np.all(depth == np.inf), "beyond max_range must be +Inf (REP 117), never 0 or NaN"
+    assert not np.frombuffer(after["range_mask"].data, np.uint8).any()
+    assert after["points"].width == 0
+    assert np.all(np.isposinf(np.asarray(after["scan"].ranges)))
+    assert after["depth"].header.frame_id == "base_link"
+
+    # scan and points options: a coarser scan, points off (no more messages built)
+    assert node.set_parameters([Parameter("scan.angle_increment_deg", value=2), Parameter("max_range", value=100),
+                                Parameter("points.enable", value=False)])[0].successful
+    _, third = send_until_outputs(harness, pub, frame, collector, {"depth", "scan"})
+    assert len(third["scan"].ranges) == 180
+    built = node.published["points"]
+    send_until_outputs(harness, pub, frame, collector, {"depth"})
+    assert node.published["points"] == built
+
+
+@pytest.mark.parametrize(
+    "name,value,reason",
+    [
+        ("input_height", 128, "restart"),
+        ("checkpoint", "/tmp/other.pth", "restart"),
+        ("input_transport", "compressed", "restart"),
+        ("qos.input.reliability", "best_effort", "restart"),
+        ("mask_threshold", 1.5, "mask_threshold"),
+        ("max_range", "far", "must be a number"),
+        ("points.stride", 0, "points.stride"),
+        ("scan.elevation_min_deg", 30.0, "scan.elevation_min_deg"),
+    ],
+)
+def test_runtime_changes_rejected_with_reason(harness, make_node, name, value, reason):
+    node = make_node()
+    before = node.get_parameter(name).value
+    result = node.set_parameters([Parameter(name, value=value)])[0]
+    assert not result.successful and reason in result.reason, result.reason
+    assert node.get_parameter(name).value == before
+    assert node.params.value(name) == before
+
+
+def test_burst_keeps_only_the_newest_frame(harness, make_node, real_sample):
+    node = make_node()
+    gate = threading.Event()
+    predict = node.predictor.predict
+
+    def slow_predict(*args, **kwargs):  # a model slower than the camera: frames pile up
+        gate.wait(5.0)
+        return predict(*args, **kwargs)
+
+    node.predictor.predict = slow_predict
+    collector = OutputCollector(harness, {"depth": Image})
+    pub = harness.helper.create_publisher(Image, "image", harness.reliable(depth=50))
+    harness.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "input subscription")
+    harness.spin_until(lambda: node._pubs["depth"].get_subscription_count() > 0, 10.0, "depth subscriber match")
+
+    burst = 20
+    stamps = []
+    for i in range(burst):
+        msg = rgb_image_msg(real_sample, harness.next_stamp(), "cam")
+        stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        pub.publish(msg)
+        harness.spin_until(lambda: node.stats.received >= i + 1, 10.0, f"frame {i} to reach the node")
+    gate.set()
+    harness.spin_until(lambda: stamps[-1] in collector.by_stamp, 20.0, "the newest frame's depth")
+    snap = node.stats.snapshot(0.0)
+    assert snap.received == burst
+    assert snap.dropped >= burst - 3, f"older frames must be dropped, got {snap}"
+    assert snap.processed + snap.dropped == burst
+    assert collector.order == sorted(collector.order), "outputs never go back in time"
+    assert len(collector.order) == snap.processed < burst
+
+
+def _bad_frames(stamp) -> list[tuple[str, Image]]:
+    good = np.zeros((32, 64, 3), np.uint8)
+    header = Header(stamp=stamp, frame_id="cam")
+    frames = []
+
+    def image(**fields) -> Image:
+        msg = Image(header=header, height=32, width=64, encoding="rgb8", step=192)
+        msg.data = bytes(good.tobytes())
+        for key, value in fields.items():
+            setattr(msg, key, value)
+        return msg
+
+    frames.append(("encoding", image(encoding="yuv422")))
+    frames.append(("short_data", image(data=bytes(100))))
+    frames.append(("bad_step", image(step=100)))
+    frames.append(("not_erp", image(height=64, width=64, step=192, data=bytes(192 * 64))))
+    frames.append(("empty", image(height=0, width=0, step=0, data=b"")))
+    # an "8K" frame announces 8192x4096: rejected from the header alone, before touching data
+    frames.append(("too_large", image(height=4096, width=8192, step=8192 * 3, data=bytes(16))))
+    return frames
+
+
+def test_bad_input_never_stops_the_node(harness, make_node, real_sample):
+    node = make_node(diagnostics__error_after_failures=3, diagnostics__period_sec=0.2)
+    statuses: list[DiagnosticStatus] = []
+    name = f"{node.get_fully_qualified_name()}: depth"
+    harness.helper.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == name), 50)
+    collector = OutputCollector(harness, {"depth": Image})
+    pub = harness.helper.create_publisher(Image, "image", harness.reliable(depth=50))
+    harness.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "input subscription")
+
+    for kind, msg in _bad_frames(harness.next_stamp()):
+        pub.publish(msg)
+        harness.spin_until(lambda: node.stats.rejected.get(kind, 0) >= 1, 10.0, f"rejection '{kind}' to be counted")
+
+    # a model failure (e.g. CUDA out of memory) skips that frame only
+    predict = node.predictor.predict
+    calls = {"n": 0}
+
+    def failing_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return predict(*args, **kwargs)
+
+    node.predictor.predict = failing_once
+    pub.publish(rgb_image_msg(real_sample, harness.next_stamp()))
+    harness.spin_until(lambda: node.stats.rejected.get("model", 0) == 1, 10.0, "the model failure to be counted")
+    harness.spin_until(lambda: any(s.level == DiagnosticStatus.ERROR for s in statuses), 10.0,
+                       "diagnostics ERROR after repeated failures")
+    error = next(s for s in statuses if s.level == DiagnosticStatus.ERROR)
+    assert "consecutive" in error.message
+    values = {kv.key: kv.value for s in statuses[-1:] for kv in s.values}
+    assert values["rejected: model"] == "1" and values["rejected: too_large"] == "1"
+
+    # the node is alive and processes the next good frame; the status recovers
+    msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, {"depth"})
+    assert out["depth"].width == real_sample.shape[1]
+    statuses.clear()
+    harness.spin_until(lambda: statuses and statuses[-1].level == DiagnosticStatus.OK, 10.0, "status back to OK")
+
+
+def test_diagnostics_content_and_stale_input_warning(harness, make_node, real_sample):
+    node = make_node(diagnostics__period_sec=0.2, diagnostics__stale_input_sec=1.0)
+    name = f"{node.get_fully_qualified_name()}: depth"
+    statuses: list[DiagnosticStatus] = []
+    harness.helper.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == name), 50)
+    collector = OutputCollector(harness, {"depth": Image})
+    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
+    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, {"depth"})
+    harness.spin_until(lambda: statuses and statuses[-1].level == DiagnosticStatus.OK and
+                       int({kv.key: kv.value for kv in statuses[-1].values}["frames processed"]) >= 1,
+                       10.0, "an OK status counting the processed frame")
+    values = {kv.key: kv.value for kv in statuses[-1].values}
+    for key in ("input rate (Hz)", "output rate (Hz)", "frames dropped (newest-only)", "latency decode (ms)",
+                "latency preprocess (ms)", "latency inference (ms)", "latency postprocess (ms)",
+                "latency build (ms)", "latency publish (ms)", "node overhead (ms)", "output age (ms)",
+                "backend", "device", "precision", "model file", "last error"):
+        assert key in values, key
+    assert values["backend"] == "torch" and values["device"] == "cpu" and "RANDOM" in values["model file"]
+    assert float(values["latency inference (ms)"]) > 0
+    # no more input: WARN after stale_input_sec
+    harness.spin_until(lambda: statuses[-1].level == DiagnosticStatus.WARN, 10.0, "WARN without input")
+    assert "no input" in statuses[-1].message
+
+
+def test_compressed_input_jpeg_png_and_corrupt(harness, make_node, real_sample):
+    from PIL import Image as PILImage
+
+    node = make_node(input_transport="compressed")
+    collector = OutputCollector(harness, {"depth": Image, "range_mask": Image})
+    pub = harness.helper.create_publisher(CompressedImage, "image/compressed", harness.reliable())
+
+    def encoded(fmt: str):
+        buffer = io.BytesIO()
+        PILImage.fromarray(real_sample).save(buffer, format=fmt)
+        data = buffer.getvalue()
+        return lambda s: CompressedImage(header=Header(stamp=s, frame_id="cam"), format=fmt.lower(), data=data)
+
+    for fmt in ("JPEG", "PNG"):
+        msg, out = send_until_outputs(harness, pub, encoded(fmt), collector, {"depth", "range_mask"})
+        assert (out["depth"].height, out["depth"].width) == real_sample.shape[:2]
+        assert out["depth"].header.frame_id == "cam"
+
+    jpeg = encoded("JPEG")(harness.next_stamp())
+    corrupt = [
+        CompressedImage(header=jpeg.header, format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg"),
+        CompressedImage(header=jpeg.header, format="jpeg", data=bytes(jpeg.data[: len(jpeg.data) // 3])),
+        CompressedImage(header=jpeg.header, format="jpeg", data=b""),
+    ]
+    for i, msg in enumerate(corrupt):
+        pub.publish(msg)
+        harness.spin_until(lambda: sum(node.stats.rejected.values()) >= i + 1, 10.0, f"corrupt frame {i} counted")
+    assert node.stats.rejected.get("corrupt", 0) >= 2
+    send_until_outputs(harness, pub, encoded("JPEG"), collector, {"depth"})
