@@ -47,14 +47,24 @@ def postprocess(
     range_m = pred_depth[0, 0].float() * OFFICIAL_DEPTH_SCALE_M
     finite = torch.isfinite(range_m)
     in_range = ((1.0 - pred_mask[0, 0].float()) > mask_threshold) & finite & (range_m <= max_range)
+    all_finite = bool(finite.all())
     if tuple(range_m.shape) != tuple(output_size):
-        weight = in_range.float()[None, None]
-        stack = torch.cat((torch.where(in_range, range_m, 0.0)[None, None] , weight), dim=1)
-        stack = F.interpolate(stack, size=output_size, mode="bilinear", align_corners=False)
-        weighted, weight = stack[0, 0], stack[0, 1]
-        finite = F.interpolate(finite.float()[None, None], size=output_size, mode="nearest")[0, 0] > 0.5
-        in_range = (weight >= 0.5) & finite
-        range_m = weighted / weight.clamp(min=1e-6)
+        # Decisions are taken on the small network grid; full-size passes are kept to a minimum.
+        if bool(in_range.all()):  # common indoors: plain bilinear, everything in range
+            range_m = _bilinear(range_m[None, None], output_size)[0, 0]
+            return range_m, torch.ones_like(range_m, dtype=torch.bool)
+        stack = torch.stack((torch.where(in_range, range_m, 0.0), in_range.float()))[None]
+        weighted, weight = _bilinear(stack, output_size)[0].unbind(0)
+        in_range = weight >= 0.5
+        range_m = weighted.div_(weight)  # where weight < 0.5 this is replaced by +Inf below
+        if not all_finite:
+            finite = F.interpolate(finite.float()[None, None], size=output_size, mode="nearest")[0, 0] > 0.5
+            in_range &= finite
     out = torch.where(in_range, range_m, torch.inf)
-    out = torch.where(finite, out, torch.nan)
+    if not all_finite:
+        out = torch.where(finite, out, torch.nan)
     return out, in_range
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
