@@ -28,9 +28,9 @@ ROS = [
 
 EXTRAS = {
     "ros": ROS,
-    "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.2"],
-    "eval": ["rosbags>=0.10", "matplotlib>=3.7"],
-    "train": ["matplotlib>=3.7"],
+    "onnx": ["onnx>=1.18", "onnxruntime>=1.18", "onnxscript>=0.5", "onnx-ir>=0.1"],
+    "eval": ["rosbags>=0.11,<0.12", "matplotlib>=3.7"],
+    "train": ["matplotlib>=3.7", "tensorboard>=2.14"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "matplotlib>=3.7"],
 }
 

@@ -1,0 +1,166 @@
+"""Folder of ERP images (+ optional ground-truth depth files) -> a ROS 2 bag for ``eval-bag``.
+
+Ground truth files: ``.npy`` (metres, float), ``.exr`` (metres; values >= 1e9 are invalid), or a
+16-bit ``.png`` divided by ``png_scale`` (units per metre: 1000 = millimetres, Stanford2D3D 512;
+0 = invalid). In the bag they become ``32FC1`` metres (NaN invalid, +Inf kept) or ``16UC1``
+millimetres (0 invalid). Messages are rosbags-native (no rclpy needed).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dap_ros.errors import DapError
+from dap_ros.evaluation import bags
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+GT_SUFFIXES = (".npy", ".exr", ".png")
+
+
+def list_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders expanded to their image files, sorted by name."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DapError(f"no such image file or folder: {p}")
+    if not out:
+        raise DapError("no images found in " + ", ".join(str(p) for p in paths))
+    return out
+
+
+def pair_ground_truth(images: list[Path], gt: Sequence[Path], stem_replace: tuple[str, str] | None = None) -> list[Path | None]:
+    """GT file per image: a list of files pairs in order (same count); one folder pairs by stem
+    (the image stem with ``stem_replace`` applied, any of .npy/.exr/.png); images without a GT file get None."""
+    if not gt:
+        return [None] * len(images)
+    if len(gt) == 1 and gt[0].is_dir():
+        folder = gt[0]
+        pairs: list[Path | None] = []
+        for image in images:
+            stem = image.stem.replace(*stem_replace) if stem_replace else image.stem
+            pairs.append(next((folder / f"{stem}{s}" for s in GT_SUFFIXES if (folder / f"{stem}{s}").is_file()), None))
+        if not any(pairs):
+            raise DapError(f"no ground-truth file in {folder} matches an image stem (e.g. {images[0].stem}.npy)")
+        return pairs
+    if len(gt) != len(images):
+        raise DapError(f"{len(gt)} ground-truth files for {len(images)} images: give one per image, in order, or a folder")
+    missing = [str(g) for g in gt if not g.is_file()]
+    if missing:
+        raise DapError(f"no such ground-truth file: {', '.join(missing)}")
+    return list(gt)
+
+
+def load_ground_truth(path: Path, png_scale: float = 1000.0) -> np.ndarray:
+    """(H, W) float32 metres, NaN invalid, +Inf beyond range (as stored)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        depth = np.load(path)
+        if depth.ndim == 3 and depth.shape[-1] == 1:
+            depth = depth[..., 0]
+        if depth.ndim != 2:
+            raise DapError(f"{path}: expected an (H, W) array, got shape {depth.shape}")
+        return depth.astype(np.float32)
+    if suffix == ".exr":
+        from dap_ros.io import read_exr_depth
+
+        return read_exr_depth(path)
+    if suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            values = np.asarray(im)
+        if values.ndim != 2 or values.dtype not in (np.uint16, np.int32, np.uint8):
+            raise DapError(f"{path}: expected a single-channel 16-bit PNG, got {values.dtype} {values.shape}")
+        if values.dtype == np.uint8:
+            raise DapError(f"{path} is an 8-bit PNG: depth PNGs must be 16-bit")
+        v = values.astype(np.float64)
+        return np.where(v > 0, v / png_scale, np.nan).astype(np.float32)
+    raise DapError(f"{path}: ground truth must be .npy (metres), .exr or a 16-bit .png")
+
+
+@dataclass
+class MadeBag:
+    path: Path
+    storage: str
+    frames: int
+    frames_with_gt: int
+    image_topic: str
+    gt_topic: str | None
+
+
+def make_bag(
+    images: list[Path],
+    gts: list[Path | None],
+    output: Path,
+    *,
+    storage: str | None = None,
+    image_topic: str = "/camera/image",
+    gt_topic: str = "/camera/depth_gt",
+    compressed: str | None = None,  # None: sensor_msgs/Image rgb8; "jpeg" / "png": CompressedImage
+    gt_encoding: str = "32FC1",
+    png_scale: float = 1000.0,
+    rate_hz: float = 10.0,
+    start_time_s: float = 1_700_000_000.0,
+    frame_id: str = "camera",
+    distro: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> MadeBag:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from dap_ros.io import load_rgb
+    from dap_ros.io.depth_files import range_to_mm
+
+    if rate_hz <= 0:
+        raise DapError(f"--rate must be > 0 Hz, got {rate_hz}")
+    if gt_encoding not in ("32FC1", "16UC1"):
+        raise DapError(f"ground-truth encoding must be 32FC1 or 16UC1, got {gt_encoding!r}")
+    if compressed not in (None, "jpeg", "png"):
+        raise DapError(f"compressed format must be jpeg or png, got {compressed!r}")
+    qos = bags.qos_profile("reliable", 10)
+    has_gt = any(g is not None for g in gts)
+    with bags.BagWriter(output, storage, distro=distro, overwrite=overwrite) as writer:
+        ts = writer.typestore
+        writer.add_topic(image_topic, bags.COMPRESSED if compressed else bags.IMAGE, qos)
+        if has_gt:
+            writer.add_topic(gt_topic, bags.IMAGE, qos)
+        start_ns = int(round(start_time_s * 1e9))
+        period_ns = int(round(1e9 / rate_hz))
+        n_gt = 0
+        for i, (image_path, gt_path) in enumerate(tqdm(list(zip(images, gts)), unit="image", desc="dap-ros make-bag",
+                                                        disable=not progress)):
+            stamp = start_ns + i * period_ns
+            rgb = load_rgb(image_path)
+            if compressed:
+                suffix = image_path.suffix.lower()
+                passthrough = (compressed == "jpeg" and suffix in (".jpg", ".jpeg")) or (compressed == "png" and suffix == ".png")
+                if passthrough:
+                    data = image_path.read_bytes()  # the camera's own bytes, no second compression
+                else:
+                    buf = io.BytesIO()
+                    Image.fromarray(rgb).save(buf, format="JPEG" if compressed == "jpeg" else "PNG", quality=95)
+                    data = buf.getvalue()
+                msg = bags.compressed_message(ts, stamp, frame_id, data, compressed)
+                writer.write(image_topic, stamp, writer.serialize(msg, bags.COMPRESSED))
+            else:
+                msg = bags.image_message(ts, stamp, frame_id, rgb, "rgb8")
+                writer.write(image_topic, stamp, writer.serialize(msg, bags.IMAGE))
+            if gt_path is not None:
+                depth = load_ground_truth(gt_path, png_scale)
+                if gt_encoding == "16UC1":
+                    gt_msg = bags.image_message(ts, stamp, frame_id, range_to_mm(depth), "16UC1")
+                else:
+                    gt_msg = bags.image_message(ts, stamp, frame_id, depth.astype(np.float32), "32FC1")
+                writer.write(gt_topic, stamp, writer.serialize(gt_msg, bags.IMAGE))
+                n_gt += 1
+        storage_used = writer.storage
+    return MadeBag(output, storage_used, len(images), n_gt, image_topic, gt_topic if has_gt else None)

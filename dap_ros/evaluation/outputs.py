@@ -1,0 +1,104 @@
+"""The node's output messages for the output bag, built by the node's own builders.
+
+``dap_ros.ros.messages`` builds rclpy messages (depth, range_mask, points, scan) exactly as the
+node publishes them; ``rclpy.serialization`` turns them into the CDR bytes rosbag2 stores. So the
+output bag holds byte-for-byte what a subscriber of the running node would receive. This needs
+the ROS 2 Python message packages (a ROS install, or ``pip install dap_ros[ros]`` on x86_64);
+reading bags and computing metrics do not.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dap_ros.errors import DapError
+from dap_ros.geometry import LaserScanSpec, colored_points, laser_scan
+from dap_ros.ros import messages as msgs
+from dap_ros.ros.params import NodeParams
+
+OUTPUT_TYPES = {
+    "depth": "sensor_msgs/msg/Image",
+    "range_mask": "sensor_msgs/msg/Image",
+    "points": "sensor_msgs/msg/PointCloud2",
+    "scan": "sensor_msgs/msg/LaserScan",
+}
+
+
+def check_available() -> None:
+    try:
+        import rclpy.serialization  # noqa: F401
+        import sensor_msgs.msg  # noqa: F401
+        import std_msgs.msg  # noqa: F401
+    except ImportError as exc:
+        raise DapError(
+            f"--output-bag needs the ROS 2 Python messages ({exc.name} is missing): source a ROS 2 "
+            "installation or pip install 'dap_ros[ros]' (x86_64); metrics alone work without them"
+        ) from None
+
+
+def enabled_outputs(p: NodeParams) -> list[str]:
+    names = ["depth", "range_mask"]
+    if p.points_enable:
+        names.append("points")
+    if p.scan_enable:
+        names.append("scan")
+    return names
+
+
+def scan_spec(p: NodeParams) -> LaserScanSpec:
+    return LaserScanSpec(
+        angle_increment=math.radians(p.scan_angle_increment_deg),
+        elevation_min_deg=p.scan_elevation_min_deg,
+        elevation_max_deg=p.scan_elevation_max_deg,
+        range_min=p.scan_range_min,
+        range_max=p.scan_range_max,
+    )
+
+
+class OutputBuilder:
+    """Serialized output messages of one frame, as the node would publish them."""
+
+    def __init__(self, p: NodeParams) -> None:
+        check_available()
+        from rclpy.serialization import serialize_message
+
+        self.p = p
+        self.names = enabled_outputs(p)
+        self.spec = scan_spec(p)
+        self._serialize = serialize_message
+
+    def build(self, stamp_ns: int, frame_id: str, result: Any) -> dict[str, bytes]:
+        from builtin_interfaces.msg import Time
+        from std_msgs.msg import Header
+
+        p = self.p
+        header = Header(
+            stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+            frame_id=p.frame_id or frame_id,
+        )
+        out: dict[str, bytes] = {}
+        for name in self.names:
+            if name == "depth":
+                msg = msgs.depth_msg(header, result.range_m)
+            elif name == "range_mask":
+                msg = msgs.mask_msg(header, result.in_range)
+            elif name == "points":
+                msg = self._points(header, result)
+            else:
+                msg = msgs.scan_msg(header, laser_scan(result.range_m, self.spec, p.azimuth_offset_rad), self.spec)
+            out[name] = self._serialize(msg)
+        return out
+
+    def _points(self, header: Any, result: Any) -> Any:
+        p = self.p
+        if p.points_organized:
+            points, colors = msgs.organized_points(
+                result.range_m, result.rgb if p.points_rgb else None, p.points_stride,
+                p.points_min_range, p.points_max_range, p.azimuth_offset_rad,
+            )
+        else:
+            points, colors = colored_points(
+                result.range_m, result.rgb, p.points_stride, p.points_min_range,
+                p.points_max_range, p.azimuth_offset_rad,
+            )
+        return msgs.pointcloud_msg(header, points, colors if p.points_rgb else None, organized=p.points_organized)

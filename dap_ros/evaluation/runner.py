@@ -1,0 +1,254 @@
+"""Offline bag evaluation: read frames, run the node's pipeline, write the output bag, score.
+
+:func:`evaluate_bag` never loses work: Ctrl-C, a truncated or corrupt bag, or a frame that fails
+end the loop (or skip the frame) and the :class:`EvalRun` holds everything measured so far.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dap_ros.errors import DapError
+from dap_ros.evaluation import bags
+from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics, resize_nearest
+from dap_ros.ros import messages as msgs
+from dap_ros.ros.params import NodeParams
+
+LOG = logging.getLogger("dap_ros")
+
+STAGES = ("read", "decode", "preprocess", "inference", "postprocess", "outputs", "metrics")
+PIPELINE_STAGES = ("decode", "preprocess", "inference", "postprocess")  # what the node does per frame
+
+
+@dataclass
+class EvalOptions:
+    bag: Path
+    image_topic: str
+    gt_topic: str | None = None
+    output_bag: Path | None = None
+    output_storage: str | None = None  # sqlite3 | mcap (default: from the suffix, else sqlite3)
+    output_namespace: str | None = None  # default: the image topic's namespace
+    overwrite: bool = False
+    distro: str | None = None  # typestore; default from the bag, else kilted
+    max_frames: int | None = None
+    median_align: bool = False
+    gt_tolerance_ms: float = 1.0
+    grid_frames: int = 4
+    progress: bool = True
+
+
+@dataclass
+class GridSample:
+    index: int
+    rgb: np.ndarray
+    gt: np.ndarray | None
+    pred: np.ndarray
+    in_range: np.ndarray
+
+
+@dataclass
+class EvalRun:
+    options: EvalOptions
+    params: NodeParams
+    model: dict[str, Any]
+    accumulator: MetricsAccumulator = field(default_factory=MetricsAccumulator)
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    grid: list[GridSample] = field(default_factory=list)
+    frames_in_bag: int = 0
+    distro: str = bags.DEFAULT_DISTRO
+    read_problem: bags.ReadProblem | None = None
+    skipped_messages: list[str] = field(default_factory=list)
+    gt_unmatched: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+    output_bag: dict[str, Any] | None = None
+    realtime: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and self.read_problem is None
+
+
+def output_namespace(image_topic: str) -> str:
+    """'/cam/image' -> '/cam'; '/cam/image_raw/compressed' -> '/cam'; '/image' -> ''."""
+    parts = [p for p in image_topic.split("/") if p]
+    if parts and parts[-1] == "compressed":
+        parts = parts[:-1]
+    return "/" + "/".join(parts[:-1]) if len(parts) > 1 else ""
+
+
+def _grid_picks(expected: int, count: int) -> set[int]:
+    if expected <= 0 or count <= 0:
+        return set()
+    return {int(i) for i in np.linspace(0, expected - 1, min(count, expected)).round()}
+
+
+def _thumb(image: np.ndarray, max_width: int = 512) -> np.ndarray:
+    step = max(1, image.shape[1] // max_width)
+    return np.ascontiguousarray(image[::step, ::step])
+
+
+def model_info(predictor: Any, p: NodeParams) -> dict[str, Any]:
+    return {
+        "checkpoint": getattr(predictor, "checkpoint", None),
+        "random_weights": getattr(predictor, "checkpoint", None) is None,
+        "model_config": p.model_config,
+        "backend": str(getattr(predictor, "backend", "?")),
+        "device": str(getattr(predictor, "device", "?")),
+        "precision": str(getattr(predictor, "precision", "?")),
+        "input_size": list(getattr(predictor, "input_size", p.input_size)),
+        "normalization": p.normalization,
+        "mask_threshold": p.mask_threshold,
+        "max_range_m": p.max_range,
+    }
+
+
+def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> EvalRun:
+    """Run the whole bag (or ``max_frames``). ``predictor``: a DepthPredictor or anything with
+    ``predict(rgb, output_size) -> DepthResult`` (tests pass one whose output they control)."""
+    run = EvalRun(options=options, params=params, model=model_info(predictor, params))
+    p = params
+    gt_tol = int(round(options.gt_tolerance_ms * 1e6))
+    source = bags.FrameSource(
+        options.bag, options.image_topic, options.gt_topic,
+        distro=options.distro, gt_tolerance_ns=gt_tol, max_frames=options.max_frames,
+    )
+    run.frames_in_bag = source.image_count
+    run.distro = source.distro
+    writer = builder = None
+    topics: dict[str, str] = {}
+    try:
+        if options.output_bag is not None:
+            from dap_ros.evaluation.outputs import OUTPUT_TYPES, OutputBuilder
+
+            builder = OutputBuilder(p)
+            writer = bags.BagWriter(options.output_bag, options.output_storage, distro=source.distro,
+                                    overwrite=options.overwrite)
+            ns = options.output_namespace if options.output_namespace is not None else output_namespace(options.image_topic)
+            ns = "/" + ns.strip("/") if ns.strip("/") else ""
+            qos = bags.qos_profile(p.qos_output_reliability, p.qos_output_depth)
+            for name in builder.names:
+                topics[name] = f"{ns}/{name}"
+                writer.add_topic(topics[name], OUTPUT_TYPES[name], qos)
+        _loop(run, source, predictor, builder, writer, topics)
+    finally:
+        source.close()
+        if writer is not None:
+            writer.close()
+            run.output_bag = {
+                "path": str(options.output_bag),
+                "storage": writer.storage,
+                "typestore": writer.distro,
+                "topics": {
+                    topics[name]: {
+                        "type": OUTPUT_TYPES[name],
+                        "messages": writer.counts[topics[name]],
+                        "qos": {"reliability": p.qos_output_reliability, "history": "keep_last",
+                                "depth": p.qos_output_depth, "durability": "volatile"},
+                    }
+                    for name in topics
+                },
+            }
+    run.read_problem = source.problem
+    run.skipped_messages = source.skipped
+    run.gt_unmatched = source.gt_unmatched
+    return run
+
+
+def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, builder: Any, writer: Any,
+          topics: dict[str, str]) -> None:
+    from tqdm import tqdm
+
+    p, options = run.params, run.options
+    picks = _grid_picks(source.expected_frames, options.grid_frames)
+    output_size = None if p.output_size == "input" else tuple(predictor.input_size)
+    progress = tqdm(total=source.expected_frames, unit="frame", desc="dap-ros eval-bag",
+                    disable=not options.progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    iterator = iter(source)
+    try:
+        while True:
+            t_read = time.perf_counter()
+            frame = next(iterator, None)
+            if frame is None:
+                break
+            t0 = time.perf_counter()
+            record: dict[str, Any] = {
+                "index": frame.index,
+                "stamp_ns": frame.stamp_ns,
+                "bag_time_s": (frame.log_time_ns - source.start_time_ns) * 1e-9,
+                "has_gt": frame.gt is not None,
+            }
+            try:
+                if frame.msgtype == bags.COMPRESSED:
+                    rgb = msgs.compressed_to_rgb(frame.image, p.max_input_width)
+                else:
+                    rgb = msgs.image_to_rgb(frame.image, p.max_input_width)
+            except DapError as exc:
+                run.failures.append({"index": frame.index, "stamp_ns": frame.stamp_ns, "stage": "decode", "error": str(exc)})
+                progress.update(1)
+                continue
+            t1 = time.perf_counter()
+            try:
+                result = predictor.predict(rgb, output_size)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as the node: skip the frame, keep going
+                run.failures.append({"index": frame.index, "stamp_ns": frame.stamp_ns, "stage": "inference",
+                                     "error": f"{type(exc).__name__}: {exc}"})
+                progress.update(1)
+                continue
+            t2 = time.perf_counter()
+            if builder is not None:
+                for name, data in builder.build(frame.stamp_ns, frame.image.header.frame_id, result).items():
+                    writer.write(topics[name], frame.log_time_ns, data)
+            t3 = time.perf_counter()
+            gt_m = None
+            if frame.gt is not None:
+                try:
+                    gt_m = resize_nearest(bags.depth_image_to_metres(frame.gt), result.range_m.shape)
+                except DapError as exc:
+                    run.failures.append({"index": frame.index, "stamp_ns": frame.stamp_ns, "stage": "ground_truth",
+                                         "error": str(exc)})
+                    record["has_gt"] = False
+                if gt_m is not None:
+                    fm = frame_metrics(result.range_m, gt_m, p.max_range, align=options.median_align)
+                    run.accumulator.add(fm)
+                    record.update(fm.summary())
+            t4 = time.perf_counter()
+            stage_s = {
+                "read": t0 - t_read,
+                "decode": t1 - t0,
+                "preprocess": result.timings.get("preprocess", 0.0),
+                "inference": result.timings.get("inference", t2 - t1),
+                "postprocess": result.timings.get("postprocess", 0.0),
+                "outputs": t3 - t2,
+                "metrics": t4 - t3,
+            }
+            for stage, seconds in stage_s.items():
+                run.timings[stage].append(seconds)
+            record["timings_ms"] = {k: v * 1e3 for k, v in stage_s.items()}
+            run.frames.append(record)
+            if frame.index in picks:
+                run.grid.append(GridSample(frame.index, _thumb(np.asarray(rgb)), None if gt_m is None else _thumb(gt_m),
+                                           _thumb(result.range_m), _thumb(result.in_range)))
+            progress.update(1)
+            if "abs_rel" in record and record["abs_rel"] is not None:
+                progress.set_postfix(abs_rel=f"{record['abs_rel']:.3f}", refresh=False)
+    except KeyboardInterrupt:
+        run.interrupted = True
+        progress.write("dap-ros eval-bag: interrupted; writing the report for the frames done so far")
+    finally:
+        run.wall_s = time.perf_counter() - start
+        progress.close()
+
+
+def params_dict(p: NodeParams) -> dict[str, Any]:
+    return asdict(p)
