@@ -5,7 +5,7 @@ import argparse
 import re
 
 from dap_ros.config import preset_names
-from dap_ros.pipeline import NORMALIZATIONS, PRECISIONS
+from dap_ros.pipeline import BACKENDS, NORMALIZATIONS, PRECISIONS
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -48,6 +48,28 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-range", type=float, default=100.0, help="ranges beyond this (m) count as out of range")
 
 
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """--backend and what the deployment backends need (docs/deployment.md). Separate from
+    add_model_options so that sub-commands with their own --backend keep working;
+    predictor_from_args falls back to the torch backend when these options are absent."""
+    group = parser.add_argument_group("backend")
+    group.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="torch (default), onnxruntime (--onnx), tensorrt (--engine or --onnx), auto (best available, logged)",
+    )
+    group.add_argument("--onnx", help="exported graph (dap-ros export-onnx) for onnxruntime / to build a TensorRT engine")
+    group.add_argument("--engine", help="TensorRT engine (dap-ros build-engine); default: the engine cache")
+    group.add_argument("--build-engine", action="store_true", help="tensorrt: build a missing engine from --onnx")
+    group.add_argument("--cuda-graph", action="store_true", help="replay the network as a CUDA graph (torch, tensorrt)")
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch: torch.compile the network (opt-in: minutes of compilation before the first frame)",
+    )
+
+
 def predictor_from_args(args: argparse.Namespace):
     from dap_ros.pipeline import DepthPredictor
 
@@ -61,4 +83,10 @@ def predictor_from_args(args: argparse.Namespace):
         mask_threshold=args.mask_threshold,
         max_range=args.max_range,
         allow_random=args.random_weights,
+        backend=getattr(args, "backend", "torch"),
+        onnx=getattr(args, "onnx", None),
+        engine=getattr(args, "engine", None),
+        cuda_graph=getattr(args, "cuda_graph", False),
+        compile=getattr(args, "compile", False),
+        build_engine=getattr(args, "build_engine", False),
     )

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch
 from dap_ros.config import resolve_config
 from dap_ros.errors import CheckpointError, ConfigError, ImageError
 from dap_ros.model import WEIGHTS_HINT, load_model
+from dap_ros.pipeline.backends import TorchRunner
 from dap_ros.pipeline.postprocess import postprocess, validate_mask_threshold, validate_max_range
 from dap_ros.pipeline.preprocess import Preprocessor, resize_chw
 
@@ -103,16 +105,22 @@ class DepthPredictor:
         mask_threshold: float = 0.5,
         max_range: float = 100.0,
         checkpoint: str | None = None,
+        runner: Any = None,
     ) -> None:
+        """``model`` may be None when ``runner`` (an ONNX Runtime or TensorRT backend) is given."""
+        if runner is None:
+            runner = TorchRunner(model, device, dtype)
         self.model = model
-        self.device = device
-        self.dtype = dtype
-        self.input_size = validate_input_size(input_size, model.config.patch_size)
-        self.preprocessor = Preprocessor(self.input_size, normalization, device, dtype)
+        self.runner = runner
+        self.device = runner.device
+        self.dtype = runner.input_dtype  # dtype of the network input the preprocessor produces
+        patch = model.config.patch_size if model is not None else 16
+        self.input_size = validate_input_size(input_size, patch)
+        self.preprocessor = Preprocessor(self.input_size, normalization, self.device, self.dtype)
         self.mask_threshold = mask_threshold
         self.max_range = max_range
         self.checkpoint = checkpoint
-        self.backend = "torch"
+        self.backend = runner.name
 
     @classmethod
     def create(
@@ -126,20 +134,53 @@ class DepthPredictor:
         mask_threshold: float = 0.5,
         max_range: float = 100.0,
         allow_random: bool = False,
+        backend: str = "torch",
+        onnx: str | Path | None = None,
+        engine: str | Path | None = None,
+        cuda_graph: bool = False,
+        compile: bool = False,
+        build_engine: bool = False,
+        engine_cache_dir: str | Path | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> "DepthPredictor":
-        """Validate every setting, then load the model. Raises ConfigError / CheckpointError."""
+        """Validate every setting, then load the model. Raises ConfigError / CheckpointError / DapError.
+
+        ``backend``: torch (default), onnxruntime (needs ``onnx``), tensorrt (needs ``engine`` or
+        ``onnx``; with ``build_engine`` a missing engine is built on first start, reporting through
+        ``progress``), or auto (best available; the choice and why is logged). ``cuda_graph``:
+        replay the network as a CUDA graph (torch and tensorrt on CUDA). ``compile``: opt-in
+        torch.compile (minutes of compilation; never on by default).
+        """
+        from dap_ros.pipeline.backends import choose_backend, detect_capabilities
+
+        if str(device).strip().lower() == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        choice = choose_backend(backend, detect_capabilities(), device=device, onnx=onnx, engine=engine)
+        for reason in choice.reasons:
+            LOG.info("backend %s -> %s: %s", backend, choice.backend, reason)
+        validate_mask_threshold(mask_threshold)
+        validate_max_range(max_range)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if choice.backend != "torch":
+            return cls._create_deployed(
+                choice.backend, device=device, precision=precision, input_size=input_size,
+                normalization=normalization, mask_threshold=mask_threshold, max_range=max_range, onnx=onnx,
+                engine=engine, cuda_graph=cuda_graph, build_engine=build_engine, engine_cache_dir=engine_cache_dir,
+                progress=progress,
+            )
         config = resolve_config(model_config)
         torch_device = resolve_device(device)
         dtype = resolve_precision(precision, torch_device)
         validate_input_size(input_size, config.patch_size)
-        validate_mask_threshold(mask_threshold)
-        validate_max_range(max_range)
         if checkpoint in (None, ""):
             if not allow_random:
                 raise CheckpointError(f"no checkpoint given; {WEIGHTS_HINT}")
             LOG.warning("NO CHECKPOINT: using RANDOM weights; the depth is meaningless (%s)", WEIGHTS_HINT)
             checkpoint = None
         model = load_model(checkpoint, config, device=torch_device, dtype=dtype)
+        runner = TorchRunner(model, torch_device, dtype, cuda_graph=cuda_graph, compile=compile)
+        LOG.info("inference: %s", runner.describe())
         return cls(
             model,
             device=torch_device,
@@ -149,6 +190,80 @@ class DepthPredictor:
             mask_threshold=mask_threshold,
             max_range=max_range,
             checkpoint=None if checkpoint is None else str(checkpoint),
+            runner=runner,
+        )
+
+    @classmethod
+    def _create_deployed(
+        cls,
+        backend: str,
+        *,
+        device: str,
+        precision: str,
+        input_size: tuple[int, int],
+        normalization: str,
+        mask_threshold: float,
+        max_range: float,
+        onnx: str | Path | None,
+        engine: str | Path | None,
+        cuda_graph: bool,
+        build_engine: bool,
+        engine_cache_dir: str | Path | None,
+        progress: Callable[[str], None] | None,
+    ) -> "DepthPredictor":
+        """An ONNX Runtime or TensorRT predictor; the weights and precision are the file's."""
+        from dap_ros.deploy.onnx_export import read_metadata
+        from dap_ros.pipeline.backends import OnnxRuntimeRunner, TensorRTBackend
+
+        height, width = validate_input_size(input_size, 16)
+        torch_device = resolve_device(device)
+        source = onnx
+        if backend == "onnxruntime":
+            runner = OnnxRuntimeRunner(onnx, torch_device)
+        else:
+            from dap_ros.deploy.engine_cache import detect_environment, ensure_engine
+            from dap_ros.deploy.trt_build import build_engine as build
+
+            if torch_device.type != "cuda":
+                raise ConfigError("backend 'tensorrt' needs device cuda or cuda:N")
+            file_precision = read_metadata(onnx).get("precision", "fp32") if onnx not in (None, "") else None
+            engine_path, sidecar = ensure_engine(
+                env=detect_environment(torch_device.index or 0),
+                builder=lambda o, e, p: build(o, e, precision=p, device_index=torch_device.index or 0,
+                                             log=progress or LOG.info),
+                onnx_path=onnx or None,
+                engine_path=engine or None,
+                precision=file_precision,
+                input_shape=(1, 3, height, width),
+                build_if_missing=build_engine,
+                cache_dir=engine_cache_dir,
+                progress=progress or LOG.info,
+            )
+            runner = TensorRTBackend(engine_path, torch_device, sidecar.precision, cuda_graph=cuda_graph)
+            source = engine_path
+        shape = tuple(runner.input_shape)
+        if len(shape) != 4 or shape[1] != 3 or tuple(shape[2:]) != (height, width):
+            raise ConfigError(
+                f"{Path(str(source)).name} takes input {list(shape)} but the input size is {height}x{width}: "
+                f"set the input size to match or re-export with --height {height} --width {width}"
+            )
+        if isinstance(shape[0], int) and shape[0] != 1:
+            raise ConfigError(f"{Path(str(source)).name} was exported for batch {shape[0]}; the predictor runs batch 1 "
+                              "(export with --batch 1, or --dynamic-batch)")
+        if runner.precision != precision:
+            LOG.info("precision %s comes from %s (the requested %s applies to the torch backend only)",
+                     runner.precision, Path(str(source)).name, precision)
+        LOG.info("inference: %s", runner.describe())
+        return cls(
+            None,
+            device=runner.device,
+            dtype=runner.input_dtype,
+            input_size=(height, width),
+            normalization=normalization,
+            mask_threshold=mask_threshold,
+            max_range=max_range,
+            checkpoint=str(source),
+            runner=runner,
         )
 
     @property
@@ -169,7 +284,7 @@ class DepthPredictor:
 
     @property
     def precision(self) -> str:
-        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+        return self.runner.precision
 
     @property
     def normalization(self) -> str:
@@ -196,10 +311,10 @@ class DepthPredictor:
         x = self.preprocessor(rgb)
         self._sync()
         t1 = time.perf_counter()
-        out = self.model(x)
+        pred_depth, pred_mask = self.runner(x)
         self._sync()
         t2 = time.perf_counter()
-        range_t, in_range_t = postprocess(out["pred_depth"], out["pred_mask"], size, self.mask_threshold, self.max_range)
+        range_t, in_range_t = postprocess(pred_depth, pred_mask, size, self.mask_threshold, self.max_range)
         range_m = range_t.cpu().numpy()
         in_range = in_range_t.cpu().numpy()
         t3 = time.perf_counter()
