@@ -1,0 +1,1 @@
+"""Training pipeline for DAP: data, losses, training loop, data engine."""
