@@ -66,7 +66,7 @@ def test_force_accepts_near_equirectangular_images(tmp_path):
 
 def test_missing_checkpoint_is_one_line_with_the_hint(tmp_path, capsys):
     image = _pano(tmp_path / "pano.png")
-    assert main(["infer", str(image), "--model-config", "tiny"]) == 2
+    assert main(["infer", str(image), "--model-config", "tiny", "--checkpoint", str(tmp_path / "model.pth")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "DAP-weights" in err
 

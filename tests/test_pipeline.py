@@ -143,3 +143,8 @@ def test_bad_images_are_image_errors(predictor):
     for bad in (np.zeros((0, 0, 3), np.uint8), np.zeros((8, 16), np.uint8), np.zeros((8, 16, 3), np.float32), "x"):
         with pytest.raises(ImageError):
             predictor.predict(bad)
+
+
+def test_native_input_size_and_weights_source():
+    predictor = DepthPredictor.create(None, "tiny", allow_random=True)
+    assert predictor.input_size == (512, 1024) and predictor.weights_source == "random"

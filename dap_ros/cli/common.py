@@ -18,7 +18,11 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--checkpoint", help="DAP weights: the released model.pth, a copy, or a .safetensors file")
+    group.add_argument(
+        "--checkpoint",
+        help="DAP weights: the released model.pth, a copy, or a .safetensors file "
+        "(default: the embedded demo model, synthetic-only)",
+    )
     group.add_argument(
         "--model-config",
         default="vitl",
@@ -34,9 +38,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--input-size",
         type=parse_size,
-        default=(512, 1024),
+        default=None,
         metavar="HxW",
-        help="network input size, 2:1, multiples of 16 (default: 512x1024, what DAP was trained at)",
+        help="network input size, 2:1, multiples of 16 (default: the model's native size, 512x1024 for DAP)",
     )
     group.add_argument("--normalization", default="imagenet", choices=NORMALIZATIONS)
     group.add_argument(

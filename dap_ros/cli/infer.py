@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_ros.cli.common import add_model_options, predictor_from_args
+from dap_ros.cli.common import add_backend_options, add_model_options, predictor_from_args
 from dap_ros.errors import DapError
 
 LOG = logging.getLogger("dap_ros")
@@ -31,6 +31,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-ply", action="store_true", help="skip the point cloud")
     parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th row and column in the PLY")
     add_model_options(parser)
+    add_backend_options(parser)
     parser.set_defaults(run=run)
 
 

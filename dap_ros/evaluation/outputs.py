@@ -8,11 +8,10 @@ reading bags and computing metrics do not.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from dap_ros.errors import DapError
-from dap_ros.geometry import LaserScanSpec, colored_points, laser_scan
+from dap_ros.geometry import laser_scan
 from dap_ros.ros import messages as msgs
 from dap_ros.ros.params import NodeParams
 
@@ -45,16 +44,6 @@ def enabled_outputs(p: NodeParams) -> list[str]:
     return names
 
 
-def scan_spec(p: NodeParams) -> LaserScanSpec:
-    return LaserScanSpec(
-        angle_increment=math.radians(p.scan_angle_increment_deg),
-        elevation_min_deg=p.scan_elevation_min_deg,
-        elevation_max_deg=p.scan_elevation_max_deg,
-        range_min=p.scan_range_min,
-        range_max=p.scan_range_max,
-    )
-
-
 class OutputBuilder:
     """Serialized output messages of one frame, as the node would publish them."""
 
@@ -64,7 +53,8 @@ class OutputBuilder:
 
         self.p = p
         self.names = enabled_outputs(p)
-        self.spec = scan_spec(p)
+        self.spec = p.scan_spec()
+        self._cloud = msgs.PointCloudBuilder()
         self._serialize = serialize_message
 
     def build(self, stamp_ns: int, frame_id: str, result: Any) -> dict[str, bytes]:
@@ -91,14 +81,13 @@ class OutputBuilder:
 
     def _points(self, header: Any, result: Any) -> Any:
         p = self.p
-        if p.points_organized:
-            points, colors = msgs.organized_points(
-                result.range_m, result.rgb if p.points_rgb else None, p.points_stride,
-                p.points_min_range, p.points_max_range, p.azimuth_offset_rad,
-            )
-        else:
-            points, colors = colored_points(
-                result.range_m, result.rgb, p.points_stride, p.points_min_range,
-                p.points_max_range, p.azimuth_offset_rad,
-            )
-        return msgs.pointcloud_msg(header, points, colors if p.points_rgb else None, organized=p.points_organized)
+        return self._cloud.build(  # the node's own builder: identical clouds
+            header,
+            result.range_m,
+            result.rgb if p.points_rgb else None,
+            stride=p.points_stride,
+            min_range=p.points_min_range,
+            max_range=p.points_max_range,
+            azimuth_offset_rad=p.azimuth_offset_rad,
+            organized=p.points_organized,
+        )

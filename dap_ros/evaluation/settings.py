@@ -68,25 +68,7 @@ def resolve_params(params_file: str | Path | None, overrides: Mapping[str, Any])
 
 
 def create_predictor(p: NodeParams):
-    """The node's predictor for ``p`` (mirrors ``dap_ros.ros.node.create_predictor``, which needs
-    rclpy to import; evaluation must work without ROS)."""
+    """The node's predictor for ``p``: the same options the node uses (NodeParams.predictor_options)."""
     from dap_ros.pipeline import DepthPredictor
 
-    if p.backend not in ("auto", "torch"):
-        raise ConfigError(f"backend '{p.backend}' is not available in this version of dap_ros; use 'torch' or 'auto'")
-    device = p.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return DepthPredictor.create(
-        p.checkpoint or None,
-        p.model_config,
-        device=device,
-        precision=p.precision,
-        input_size=p.input_size,
-        normalization=p.normalization,
-        mask_threshold=p.mask_threshold,
-        max_range=p.max_range,
-        allow_random=p.allow_random_weights,
-    )
+    return DepthPredictor.create(**p.predictor_options())

@@ -17,9 +17,10 @@ import torch
 from dap_ros.config import resolve_config
 from dap_ros.errors import CheckpointError, ConfigError, ImageError
 from dap_ros.model import WEIGHTS_HINT, load_model
+from dap_ros.model.embedded import EMBEDDED_WARNING, embedded_model
 from dap_ros.pipeline.backends import TorchRunner
 from dap_ros.pipeline.postprocess import postprocess, validate_mask_threshold, validate_max_range
-from dap_ros.pipeline.preprocess import Preprocessor, resize_chw
+from dap_ros.pipeline.preprocess import Preprocessor, resize_rgb_uint8
 
 LOG = logging.getLogger("dap_ros")
 
@@ -86,9 +87,26 @@ class DepthResult:
         size = self.range_m.shape
         if self.source_rgb.shape[:2] == size:
             return self.source_rgb
-        image = torch.from_numpy(np.ascontiguousarray(self.source_rgb)).permute(2, 0, 1)[None].float()
-        image = resize_chw(image, size)
-        return image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        return resize_rgb_uint8(self.source_rgb, size)[0].permute(1, 2, 0).numpy()
+
+
+DEFAULT_INPUT_SIZE = (512, 1024)  # what the released DAP model was trained at
+
+
+def resolve_weights(
+    checkpoint: str | Path | None, model_config: Any, allow_random: bool
+) -> tuple[str | Path | None, Any, tuple[int, int]]:
+    """(checkpoint, model config, native input size) after applying the no-checkpoint rules."""
+    if checkpoint not in (None, ""):
+        return checkpoint, model_config, DEFAULT_INPUT_SIZE
+    if allow_random:
+        LOG.warning("NO CHECKPOINT: using RANDOM weights; the depth is meaningless (%s)", WEIGHTS_HINT)
+        return None, model_config, DEFAULT_INPUT_SIZE
+    embedded = embedded_model()
+    if embedded is None:
+        raise CheckpointError(f"no checkpoint given; {WEIGHTS_HINT}")
+    LOG.warning("%s (%s)", EMBEDDED_WARNING, WEIGHTS_HINT)
+    return embedded.weights, embedded.config, embedded.input_size
 
 
 class DepthPredictor:
@@ -120,6 +138,7 @@ class DepthPredictor:
         self.mask_threshold = mask_threshold
         self.max_range = max_range
         self.checkpoint = checkpoint
+        self.weights_source = "checkpoint"  # or "embedded" (packaged demo model) or "random"
         self.backend = runner.name
 
     @classmethod
@@ -129,7 +148,7 @@ class DepthPredictor:
         model_config: str = "vitl",
         device: str = "cpu",
         precision: str = "fp32",
-        input_size: tuple[int, int] = (512, 1024),
+        input_size: tuple[int, int] | None = None,
         normalization: str = "imagenet",
         mask_threshold: float = 0.5,
         max_range: float = 100.0,
@@ -144,6 +163,11 @@ class DepthPredictor:
         progress: Callable[[str], None] | None = None,
     ) -> "DepthPredictor":
         """Validate every setting, then load the model. Raises ConfigError / CheckpointError / DapError.
+
+        ``checkpoint`` None or "": the embedded demo model when the package ships one (loudly
+        logged; its own architecture replaces ``model_config``), random weights with
+        ``allow_random``, else a CheckpointError saying how to get the weights. ``input_size``
+        None: the model's native size (512x1024 for the released model).
 
         ``backend``: torch (default), onnxruntime (needs ``onnx``), tensorrt (needs ``engine`` or
         ``onnx``; with ``build_engine`` a missing engine is built on first start, reporting through
@@ -164,24 +188,23 @@ class DepthPredictor:
             raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if choice.backend != "torch":
             return cls._create_deployed(
-                choice.backend, device=device, precision=precision, input_size=input_size,
+                choice.backend, device=device, precision=precision, input_size=input_size or DEFAULT_INPUT_SIZE,
                 normalization=normalization, mask_threshold=mask_threshold, max_range=max_range, onnx=onnx,
                 engine=engine, cuda_graph=cuda_graph, build_engine=build_engine, engine_cache_dir=engine_cache_dir,
                 progress=progress,
             )
+        requested = checkpoint
+        checkpoint, model_config, native_size = resolve_weights(checkpoint, model_config, allow_random)
+        weights_source = "checkpoint" if requested not in (None, "") else ("random" if checkpoint is None else "embedded")
+        input_size = input_size or native_size
         config = resolve_config(model_config)
         torch_device = resolve_device(device)
         dtype = resolve_precision(precision, torch_device)
         validate_input_size(input_size, config.patch_size)
-        if checkpoint in (None, ""):
-            if not allow_random:
-                raise CheckpointError(f"no checkpoint given; {WEIGHTS_HINT}")
-            LOG.warning("NO CHECKPOINT: using RANDOM weights; the depth is meaningless (%s)", WEIGHTS_HINT)
-            checkpoint = None
         model = load_model(checkpoint, config, device=torch_device, dtype=dtype)
         runner = TorchRunner(model, torch_device, dtype, cuda_graph=cuda_graph, compile=compile)
         LOG.info("inference: %s", runner.describe())
-        return cls(
+        predictor = cls(
             model,
             device=torch_device,
             dtype=dtype,
@@ -192,6 +215,8 @@ class DepthPredictor:
             checkpoint=None if checkpoint is None else str(checkpoint),
             runner=runner,
         )
+        predictor.weights_source = weights_source
+        return predictor
 
     @classmethod
     def _create_deployed(

@@ -63,53 +63,31 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
     )
 
 
-def resolve_checkpoint(p: prm.NodeParams, logger: Any) -> str | None:
-    """The checkpoint to load; the hook for a default model when ``checkpoint`` is empty.
-
-    Today an empty checkpoint is only allowed with ``allow_random_weights`` (plumbing tests); the
-    predictor raises a CheckpointError explaining how to get the weights otherwise.
-    """
-    if p.checkpoint:
-        return p.checkpoint
-    if p.allow_random_weights:
-        logger.warning(
-            "checkpoint is empty and allow_random_weights is true: running RANDOM WEIGHTS. "
-            "The depth is MEANINGLESS (plumbing tests only); set 'checkpoint' to the DAP weights."
-        )
-    return None
-
-
-def create_predictor(p: prm.NodeParams, logger: Any) -> Any:
+def create_predictor(p: prm.NodeParams, logger: Any, progress: Any = None) -> Any:
     """Load the model for ``p``; DapError with a one-line message naming the parameter otherwise."""
     from dap_ros.errors import ConfigError
     from dap_ros.pipeline import DepthPredictor
 
-    if p.backend not in ("auto", "torch"):  # the seam for the deployment backends
-        raise ConfigError(
-            f"parameter 'backend': '{p.backend}' is not available in this version of dap_ros; use 'torch' or 'auto'"
+    if not p.checkpoint and p.allow_random_weights:
+        logger.warning(
+            "checkpoint is empty and allow_random_weights is true: running RANDOM WEIGHTS. "
+            "The depth is MEANINGLESS (plumbing tests only); set 'checkpoint' to the DAP weights."
         )
-    device = p.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    checkpoint = resolve_checkpoint(p, logger)
     try:
-        return DepthPredictor.create(
-            checkpoint,
-            p.model_config,
-            device=device,
-            precision=p.precision,
-            input_size=p.input_size,
-            normalization=p.normalization,
-            mask_threshold=p.mask_threshold,
-            max_range=p.max_range,
-            allow_random=p.allow_random_weights,
-        )
+        return DepthPredictor.create(**p.predictor_options(), progress=progress)
     except CheckpointError as exc:
         raise CheckpointError(f"parameter 'checkpoint' ({p.checkpoint or 'empty'}): {exc}") from None
     except ConfigError as exc:
-        raise ConfigError(f"model parameters (model_config/device/precision/input size): {exc}") from None
+        raise ConfigError(f"model parameters (model_config/backend/device/precision/input size): {exc}") from None
+
+
+def weights_description(predictor: Any) -> str:
+    source = getattr(predictor, "weights_source", "checkpoint")
+    if source == "embedded":
+        return f"EMBEDDED DEMO MODEL (synthetic-only, not for real robots): {predictor.checkpoint}"
+    if source == "random" or not predictor.checkpoint:
+        return "RANDOM WEIGHTS (allow_random_weights)"
+    return str(predictor.checkpoint)
 
 
 class DepthNode(LifecycleNode):
@@ -156,16 +134,20 @@ class DepthNode(LifecycleNode):
     # --- lifecycle transitions ----------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Diagnostics stay on while inactive: a manager can see why a node is not producing, and
+        # a TensorRT engine build at start (minutes) reports its progress there.
+        if self._diag_pub is None:
+            self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         try:
             p = prm.NodeParams.from_values(prm.read(self))
-            predictor = create_predictor(p, self.get_logger())
+            predictor = create_predictor(p, self.get_logger(), progress=self._report_startup_progress)
         except DapError as exc:
             self.startup_error = exc
             self.exit_code = EXIT_CHECKPOINT if isinstance(exc, CheckpointError) else EXIT_PARAMETERS
             self.get_logger().fatal(str(exc))
             return FAILURE
         self.params, self.predictor = p, predictor
-        self._scan_spec = self._make_scan_spec(p)
+        self._scan_spec = p.scan_spec()
         qos = qos_profile(p.qos_output_reliability, p.qos_output_depth)
         for key, msg_type, topic in (
             ("depth", Image, "depth"),
@@ -175,15 +157,30 @@ class DepthNode(LifecycleNode):
             ("colorized", Image, "depth/colorized"),
         ):
             self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, qos)
-        # Diagnostics stay on while inactive: a manager can see why a node is not producing.
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(p.diagnostics_period_sec, self._publish_diagnostics)
+        height, width = predictor.input_size
         self.get_logger().info(
             f"model ready: backend {predictor.backend}, device {predictor.device}, precision "
-            f"{predictor.precision}, input {p.input_height}x{p.input_width}, "
-            f"weights {predictor.checkpoint or 'RANDOM'}"
+            f"{predictor.precision}, input {height}x{width}, weights {weights_description(predictor)}"
         )
+        if getattr(predictor, "weights_source", "") == "embedded":
+            from dap_ros.model.embedded import EMBEDDED_WARNING
+
+            self.get_logger().warning(EMBEDDED_WARNING)
         return super().on_configure(state)
+
+    def _report_startup_progress(self, message: str) -> None:
+        """Progress of a long start-up step (TensorRT engine build): log and diagnostic."""
+        self.get_logger().info(message)
+        array = diag.diagnostic_array(
+            self.get_clock().now().to_msg(),
+            f"{self.get_fully_qualified_name()}: depth",
+            "starting",
+            diag.WARN,
+            f"starting: {message}",
+            [("state", "configuring")],
+        )
+        self._diag_pub.publish(array)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.params
@@ -334,18 +331,8 @@ class DepthNode(LifecycleNode):
         )
 
     def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:
-        spec = self._scan_spec or self._make_scan_spec(p)
+        spec = self._scan_spec or p.scan_spec()
         return msgs.scan_msg(header, laser_scan(result.range_m, spec, p.azimuth_offset_rad), spec)
-
-    @staticmethod
-    def _make_scan_spec(p: prm.NodeParams) -> LaserScanSpec:
-        return LaserScanSpec(
-            angle_increment=math.radians(p.scan_angle_increment_deg),
-            elevation_min_deg=p.scan_elevation_min_deg,
-            elevation_max_deg=p.scan_elevation_max_deg,
-            range_min=p.scan_range_min,
-            range_max=p.scan_range_max,
-        )
 
     def _free_accelerator_memory(self) -> None:
         device = getattr(self.predictor, "device", None)
@@ -401,7 +388,7 @@ class DepthNode(LifecycleNode):
         if self.predictor is not None:
             self.predictor.mask_threshold = new.mask_threshold
             self.predictor.max_range = new.max_range
-        self._scan_spec = self._make_scan_spec(new)
+        self._scan_spec = new.scan_spec()
         self.params = new
 
     def _warn_unknown_overrides(self) -> None:
@@ -436,8 +423,8 @@ class DepthNode(LifecycleNode):
             "device": str(predictor.device),
             "precision": str(predictor.precision),
             "model config": p.model_config,
-            "model file": predictor.checkpoint or "RANDOM WEIGHTS (allow_random_weights)",
-            "network input": f"{p.input_height}x{p.input_width}",
+            "model file": weights_description(predictor),
+            "network input": "x".join(str(v) for v in predictor.input_size),
         }
         array = diag.diagnostic_array(
             self.get_clock().now().to_msg(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 from dap_ros.errors import ConfigError
+from dap_ros.geometry import LaserScanSpec
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -36,15 +37,23 @@ class ParamSpec:
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("lifecycle", False, "true: managed lifecycle node, waits for configure/activate; "
               "false: configures and activates itself at start", restart=True),
-    ParamSpec("checkpoint", "", "path of the DAP weights (model.pth / .safetensors)", restart=True),
-    ParamSpec("allow_random_weights", False, "with an empty checkpoint, run RANDOM weights "
-              "(tests and plumbing checks only; the depth is meaningless)", restart=True),
+    ParamSpec("checkpoint", "", "path of the DAP weights (model.pth / .safetensors); empty = the embedded "
+              "demo model (synthetic-only, not for real robots)", restart=True),
+    ParamSpec("allow_random_weights", False, "with an empty checkpoint, run RANDOM weights instead of the "
+              "embedded model (tests and plumbing checks only; the depth is meaningless)", restart=True),
     ParamSpec("model_config", "vitl", "architecture preset (vitl, tiny) or a JSON file path", restart=True),
     ParamSpec("backend", "auto", "inference backend: auto, torch, onnxruntime, tensorrt", restart=True),
+    ParamSpec("onnx", "", "exported graph (dap-ros export-onnx) for onnxruntime / to build a TensorRT engine",
+              restart=True),
+    ParamSpec("engine", "", "TensorRT engine (dap-ros build-engine); empty = the engine cache", restart=True),
+    ParamSpec("build_engine", False, "tensorrt: build a missing engine from 'onnx' at start (minutes)",
+              restart=True),
+    ParamSpec("cuda_graph", False, "replay the network as a CUDA graph (torch, tensorrt on CUDA)", restart=True),
     ParamSpec("device", "auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:N", restart=True),
     ParamSpec("precision", "fp32", "fp32, fp16 (CUDA only), bf16", restart=True),
-    ParamSpec("input_height", 512, "network input height in pixels (2:1 with input_width)", restart=True),
-    ParamSpec("input_width", 1024, "network input width in pixels", restart=True),
+    ParamSpec("input_height", 0, "network input height in pixels (2:1 with input_width); 0 = the "
+              "model's native size (512x1024 for the released model)", restart=True),
+    ParamSpec("input_width", 0, "network input width in pixels; 0 with input_height 0", restart=True),
     ParamSpec("normalization", "imagenet", "network input normalization: imagenet or none", restart=True),
     ParamSpec("mask_threshold", 0.5, "out-of-range probability above which a pixel is +Inf, in (0, 1)"),
     ParamSpec("max_range", 100.0, "metres; ranges beyond are +Inf (no return), in (0, 100]"),
@@ -94,6 +103,10 @@ class NodeParams:
     allow_random_weights: bool
     model_config: str
     backend: str
+    onnx: str
+    engine: str
+    build_engine: bool
+    cuda_graph: bool
     device: str
     precision: str
     input_height: int
@@ -143,12 +156,49 @@ class NodeParams:
         return getattr(self, field_name(param_name))
 
     @property
-    def input_size(self) -> tuple[int, int]:
+    def input_size(self) -> tuple[int, int] | None:
+        """None: the model's native input size."""
+        if self.input_height == 0 and self.input_width == 0:
+            return None
         return self.input_height, self.input_width
+
+    def predictor_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``DepthPredictor.create`` for these parameters (the node, bag
+        evaluation and the demo build their predictor from this one place)."""
+        device = self.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return {
+            "checkpoint": self.checkpoint or None,
+            "model_config": self.model_config,
+            "device": device,
+            "precision": self.precision,
+            "input_size": self.input_size,
+            "normalization": self.normalization,
+            "mask_threshold": self.mask_threshold,
+            "max_range": self.max_range,
+            "allow_random": self.allow_random_weights,
+            "backend": self.backend,
+            "onnx": self.onnx or None,
+            "engine": self.engine or None,
+            "build_engine": self.build_engine,
+            "cuda_graph": self.cuda_graph,
+        }
 
     @property
     def azimuth_offset_rad(self) -> float:
         return math.radians(self.azimuth_offset_deg)
+
+    def scan_spec(self) -> LaserScanSpec:
+        return LaserScanSpec(
+            angle_increment=math.radians(self.scan_angle_increment_deg),
+            elevation_min_deg=self.scan_elevation_min_deg,
+            elevation_max_deg=self.scan_elevation_max_deg,
+            range_min=self.scan_range_min,
+            range_max=self.scan_range_max,
+        )
 
 
 # --- type coercion: one function per declared default type -------------------------------------
@@ -221,8 +271,10 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
         bad("device", "must be auto, cpu, cuda or cuda:N")
     if not v["model_config"]:
         bad("model_config", "must name a preset (vitl, tiny) or a JSON file")
-    if v["input_height"] <= 0 or v["input_width"] <= 0:
-        bad("input_height" if v["input_height"] <= 0 else "input_width", "must be > 0")
+    if v["input_height"] == 0 and v["input_width"] == 0:
+        pass  # the model's native size
+    elif v["input_height"] <= 0 or v["input_width"] <= 0:
+        bad("input_height" if v["input_height"] <= 0 else "input_width", "must be > 0 (or both 0: native size)")
     elif v["input_width"] != 2 * v["input_height"]:
         for name in ("input_height", "input_width"):
             bad(name, f"input_width must be 2 x input_height (ERP 2:1; {v['input_height']}x{v['input_width']})", True)

@@ -38,13 +38,22 @@ def test_invalid_parameters_refuse_to_start(make_node, overrides, names):
     assert node.predictor is None and not node._pubs
 
 
-@pytest.mark.parametrize("checkpoint,random_ok", [("", False), ("/nonexistent/model.pth", True)])
-def test_missing_checkpoint_is_fatal_and_says_how_to_get_weights(make_node, checkpoint, random_ok):
-    node = make_node(start=False, checkpoint=checkpoint, allow_random_weights=random_ok)
+@pytest.mark.parametrize("random_ok", [False, True])
+def test_missing_checkpoint_is_fatal_and_says_how_to_get_weights(make_node, random_ok):
+    node = make_node(start=False, checkpoint="/nonexistent/model.pth", allow_random_weights=random_ok)
     assert node.start() == EXIT_CHECKPOINT
     message = str(node.startup_error)
     assert isinstance(node.startup_error, CheckpointError)
     assert "'checkpoint'" in message and "Insta360-Research/DAP-weights" in message
+
+
+def test_corrupt_checkpoint_is_fatal_with_a_clear_message(make_node, tmp_path):
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated download")
+    node = make_node(start=False, checkpoint=str(bad))
+    assert node.start() == EXIT_CHECKPOINT
+    assert isinstance(node.startup_error, CheckpointError)
+    assert "'checkpoint'" in str(node.startup_error) and "cannot be read" in str(node.startup_error)
 
 
 def _call(harness, client, request, what):

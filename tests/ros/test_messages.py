@@ -4,7 +4,6 @@ from __future__ import annotations
 import array
 import io
 import math
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
+from dap_ros.errors import ConfigError
 from dap_ros.geometry import LaserScanSpec, colored_points, range_to_points
 from dap_ros.ros import messages as M
 from dap_ros.ros.worker import LatestSlot
@@ -69,14 +69,11 @@ def test_compressed_decoding_and_size_check_before_decoding():
     assert info.value.kind == "corrupt"
 
 
-def test_image_building_is_a_memcpy_not_an_element_loop():
+def test_depth_image_layout_and_bytes():
     depth = np.random.default_rng(0).random((960, 1920), dtype=np.float32)
-    t0 = time.perf_counter()
     msg = M.depth_msg(Header(stamp=STAMP, frame_id="f"), depth)
-    elapsed = time.perf_counter() - t0
     assert (msg.encoding, msg.height, msg.width, msg.step) == ("32FC1", 960, 1920, 7680)
     np.testing.assert_array_equal(np.frombuffer(msg.data, np.float32).reshape(960, 1920), depth)
-    assert elapsed < 0.05, f"7 MB took {elapsed * 1e3:.0f} ms: the buffer is being copied element-wise"
 
 
 def test_pointcloud_layout_and_packed_rgb():
@@ -135,3 +132,18 @@ def test_latest_slot_keeps_only_the_newest():
     assert slot.take(0.01) is None
     slot.close()
     assert slot.put(3) is False and slot.take(0.0) is None
+
+
+def test_node_params_predictor_options_and_native_size():
+    from dap_ros.ros.params import NodeParams
+
+    p = NodeParams.from_values({"backend": "onnxruntime", "onnx": "/m.onnx", "device": "cpu"})
+    options = p.predictor_options()
+    assert p.input_size is None and options["input_size"] is None
+    assert options["backend"] == "onnxruntime" and options["onnx"] == "/m.onnx" and options["engine"] is None
+    assert options["checkpoint"] is None and options["device"] == "cpu"
+    assert NodeParams.from_values({"input_height": 256, "input_width": 512}).input_size == (256, 512)
+    with pytest.raises(ConfigError, match="input_width"):
+        NodeParams.from_values({"input_height": 0, "input_width": 512})
+    spec = NodeParams.from_values({"scan.angle_increment_deg": 1.0}).scan_spec()
+    assert spec.num_beams == 360

@@ -76,7 +76,7 @@ def test_node_process_with_params_file_and_remap(harness, real_sample):
 
 def test_start_errors_exit_cleanly_with_a_message(harness):
     bad = start_node(harness.namespace + "_bad", *tiny_args(), "-p", "mask_threshold:=2.0")
-    no_weights = start_node(harness.namespace + "_nw")  # the shipped config: checkpoint empty
+    no_weights = start_node(harness.namespace + "_nw", "-p", "checkpoint:=/nonexistent/model.pth")
     code, output = finish(bad)
     assert code == 2, output
     assert "mask_threshold" in output and "Traceback" not in output, output
