@@ -143,7 +143,7 @@ def test_node_params_predictor_options_and_native_size():
     assert options["backend"] == "onnxruntime" and options["onnx"] == "/m.onnx" and options["engine"] is None
     assert options["checkpoint"] is None and options["device"] == "cpu"
     assert NodeParams.from_values({"input_height": 256, "input_width": 512}).input_size == (256, 512)
-    with pytest.raises(ConfigError, match="input_width"):
+    with pytest.raises(ConfigError, match="input_height.*both 0"):
         NodeParams.from_values({"input_height": 0, "input_width": 512})
     spec = NodeParams.from_values({"scan.angle_increment_deg": 1.0}).scan_spec()
     assert spec.num_beams == 360
