@@ -80,14 +80,4 @@ class OutputBuilder:
         return out
 
     def _points(self, header: Any, result: Any) -> Any:
-        p = self.p
-        return self._cloud.build(  # the node's own builder: identical clouds
-            header,
-            result.range_m,
-            result.rgb if p.points_rgb else None,
-            stride=p.points_stride,
-            min_range=p.points_min_range,
-            max_range=p.points_max_range,
-            azimuth_offset_rad=p.azimuth_offset_rad,
-            organized=p.points_organized,
-        )
+        return msgs.points_msg_for(self._cloud, header, result, self.p)  # identical to the node's

@@ -26,6 +26,7 @@ import numpy as np
 from dap_ros.errors import DapError
 from dap_ros.evaluation import bags
 from dap_ros.ros.params import SPECS, NodeParams, field_name
+from dap_ros.evaluation.timing import latency_summary_ms
 
 LOG = logging.getLogger("dap_ros")
 WARMUP_FRAMES = 2
@@ -49,19 +50,6 @@ def params_yaml(p: NodeParams, **overrides: Any) -> str:
 def _ns_topic(namespace: str, name: str) -> str:
     ns = namespace.strip("/")
     return f"/{ns}/{name}" if ns else f"/{name}"
-
-
-def _latency_stats(values_ms: list[float]) -> dict[str, float | None]:
-    if not values_ms:
-        return {k: None for k in ("mean", "p50", "p95", "p99", "max")}
-    a = np.asarray(values_ms)
-    return {
-        "mean": float(a.mean()),
-        "p50": float(np.percentile(a, 50)),
-        "p95": float(np.percentile(a, 95)),
-        "p99": float(np.percentile(a, 99)),
-        "max": float(a.max()),
-    }
 
 
 class NodeProcess:
@@ -243,7 +231,7 @@ def run_realtime(
             "frames_received": len(latencies),
             "frames_dropped": dropped,
             "drop_rate": dropped / len(sent) if sent else None,
-            "latency_ms": _latency_stats(latencies),
+            "latency_ms": latency_summary_ms(latencies),
             "latencies_ms": latencies,
             "params": {"qos_input": params.qos_input_reliability, "qos_output": params.qos_output_reliability},
         }

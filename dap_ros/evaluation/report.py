@@ -12,6 +12,7 @@ import numpy as np
 from dap_ros import __version__
 from dap_ros.evaluation.metrics import DEPTH_METRICS
 from dap_ros.evaluation.runner import PIPELINE_STAGES, STAGES, EvalRun, params_dict
+from dap_ros.evaluation.timing import latency_summary_ms
 
 SCHEMA = "dap_ros.eval_bag"
 SCHEMA_VERSION = 1
@@ -43,33 +44,19 @@ def exclusions(max_range: float) -> list[str]:
     ]
 
 
-def _stats_ms(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"mean": None, "p50": None, "p95": None, "p99": None, "max": None, "count": 0}
-    a = np.asarray(values) * 1e3
-    return {
-        "mean": float(a.mean()),
-        "p50": float(np.percentile(a, 50)),
-        "p95": float(np.percentile(a, 95)),
-        "p99": float(np.percentile(a, 99)),
-        "max": float(a.max()),
-        "count": int(a.size),
-    }
-
-
 def latency_summary(run: EvalRun) -> dict[str, Any]:
     """Per-stage stats; the first frame (warm-up: allocation, kernel selection) is left out when
     there are more."""
     skip = 1 if len(run.frames) > 1 else 0
-    stages = {s: _stats_ms(run.timings[s][skip:]) for s in STAGES}
+    stages = {s: latency_summary_ms([1e3 * v for v in run.timings[s][skip:]]) for s in STAGES}
     pipeline = [sum(run.timings[s][i] for s in PIPELINE_STAGES) for i in range(skip, len(run.frames))]
     total = [sum(run.timings[s][i] for s in STAGES) for i in range(skip, len(run.frames))]
-    pipe = _stats_ms(pipeline)
+    pipe = latency_summary_ms([1e3 * v for v in pipeline])
     return {
         "warmup_frames_excluded": skip,
         "stages_ms": stages,
         "pipeline_ms": pipe,  # decode + preprocess + inference + postprocess: the node's per-frame work
-        "total_ms": _stats_ms(total),
+        "total_ms": latency_summary_ms([1e3 * v for v in total]),
         "pipeline_fps": (1e3 / pipe["mean"]) if pipe["mean"] else None,
         "run_fps": (len(run.frames) / run.wall_s) if run.wall_s > 0 else None,
         "wall_s": run.wall_s,

@@ -264,6 +264,20 @@ class PointCloudBuilder:
                                      with_rgb=rgb is not None, organized=organized)
 
 
+def points_msg_for(builder: PointCloudBuilder, header: Any, result: Any, p: Any) -> Any:
+    """The node's ``points`` message for a DepthResult under NodeParams ``p`` (node and eval-bag)."""
+    return builder.build(
+        header,
+        result.range_m,
+        result.rgb if p.points_rgb else None,
+        stride=p.points_stride,
+        min_range=p.points_min_range,
+        max_range=p.points_max_range,
+        azimuth_offset_rad=p.azimuth_offset_rad,
+        organized=p.points_organized,
+    )
+
+
 def scan_msg(header: Any, ranges: np.ndarray, spec: LaserScanSpec) -> Any:
     """sensor_msgs/LaserScan, 360 degrees from angle_min = -pi, counter-clockwise."""
     from sensor_msgs.msg import LaserScan

@@ -319,16 +319,7 @@ class DepthNode(LifecycleNode):
         return build, publish
 
     def _points_msg(self, header: Header, result: Any, p: prm.NodeParams) -> PointCloud2:
-        return self._cloud.build(
-            header,
-            result.range_m,
-            result.rgb if p.points_rgb else None,
-            stride=p.points_stride,
-            min_range=p.points_min_range,
-            max_range=p.points_max_range,
-            azimuth_offset_rad=p.azimuth_offset_rad,
-            organized=p.points_organized,
-        )
+        return msgs.points_msg_for(self._cloud, header, result, p)
 
     def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:
         spec = self._scan_spec or p.scan_spec()
