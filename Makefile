@@ -1,23 +1,32 @@
 # One entry point for a fresh machine that has only Python 3.10+ and pip.
-#   make demo   - set up .venv and run the main job on the bundled sample panorama
+#   make demo   - set up .venv (runtime only) and run the main job: the demo
 #   make test   - set up .venv and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup setup-runtime demo test clean
 
-setup: $(STAMP)
+setup: $(DEV)
+setup-runtime: $(RUNTIME)
 
-$(STAMP): requirements-dev.txt setup.py
+# Runtime: the package, the node and the demo (requirements.txt).
+$(RUNTIME): requirements.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(RUNTIME)
+
+# Development: runtime + tests, ONNX, bag evaluation, training and colcon tooling.
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -e .
-	touch $(STAMP)
+	touch $(DEV)
 
-demo: setup
+demo: setup-runtime
 	$(BIN)/dap-ros infer dap_ros/assets/sample_room.jpg --model-config tiny --random-weights --output-dir out/demo
 	@echo
 	@echo "NOTE: this ran a small RANDOMLY INITIALIZED network: the files in out/demo show the pipeline,"
