@@ -123,3 +123,14 @@ def test_bad_input_size_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["infer", "x.png", "--input-size", "big"])
     assert info.value.code == 2 and "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_no_checkpoint_runs_the_embedded_demo_model_and_says_so(tmp_path, caplog):
+    import logging
+
+    image = _pano(tmp_path / "pano.png", 64, 128)
+    with caplog.at_level(logging.WARNING, logger="dap_ros"):
+        assert main(["infer", str(image), "-o", str(tmp_path / "out"), "--no-ply"]) == 0
+    assert "EMBEDDED DEMO MODEL" in caplog.text and "NOT for real robots" in caplog.text
+    range_m = np.load(tmp_path / "out" / "pano_range.npy")
+    assert range_m.shape == (64, 128) and np.isfinite(range_m).any()

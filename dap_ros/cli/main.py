@@ -6,10 +6,10 @@ import logging
 import sys
 
 from dap_ros import __version__
-from dap_ros.cli import bench, build_engine, eval_bag, export_onnx, infer, make_bag
+from dap_ros.cli import bench, build_engine, demo, eval_bag, export_onnx, infer, make_bag
 from dap_ros.errors import DapError
 
-SUBCOMMANDS = (infer, eval_bag, make_bag, export_onnx, build_engine, bench)
+SUBCOMMANDS = (demo, infer, eval_bag, make_bag, export_onnx, build_engine, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
