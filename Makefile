@@ -27,11 +27,7 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	touch $(DEV)
 
 demo: setup-runtime
-	$(BIN)/dap-ros infer dap_ros/assets/sample_room.jpg --model-config tiny --random-weights --output-dir out/demo
-	@echo
-	@echo "NOTE: this ran a small RANDOMLY INITIALIZED network: the files in out/demo show the pipeline,"
-	@echo "      not real depth. For real metric depth get the released weights (README: 'Getting the"
-	@echo "      weights') and run: $(BIN)/dap-ros infer PANO.jpg --checkpoint model.pth"
+	$(BIN)/dap-ros demo --out out/demo
 
 test: setup
 	$(BIN)/python -m pytest
