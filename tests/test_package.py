@@ -50,6 +50,7 @@ def test_colcon_builds_and_installs_the_ros_layout(tmp_path):
     assert (prefix / "lib" / "dap_ros" / "dap-ros").is_file()
     share = prefix / "share" / "dap_ros"
     assert (share / "package.xml").is_file()
+    assert (share / "config" / "fastdds.xml").is_file()  # the Fast DDS profile for large messages
     for rel in ("launch/depth.launch.py", "config/depth.yaml"):
         if (REPO / rel).exists():
             assert (share / rel).is_file(), rel

@@ -34,12 +34,17 @@ def default_domain_id() -> int:
     return 1 + os.getpid() % 101
 
 
+FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / "assets" / "fastdds.xml"
+
+
 @contextlib.contextmanager
 def ros_environment(domain_id: int) -> Iterator[dict[str, str]]:
     """Set ROS_DOMAIN_ID and localhost-only discovery for this process (restored afterwards) and
     yield the environment for the node's process."""
     keys = {"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-            "ROS_LOCALHOST_ONLY": None}
+            "ROS_LOCALHOST_ONLY": None,
+            # a user's own Fast DDS profile wins; else ours (50 ms heartbeats: no 3 s repair stalls)
+            "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(FASTDDS_PROFILE)}
     saved = {k: os.environ.get(k) for k in keys}
     try:
         for k, v in keys.items():
