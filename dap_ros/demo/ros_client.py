@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dap_ros.errors import DapError
+from dap_ros.ros.process import NodeProcess  # noqa: F401  (re-exported for the demo runner)
 
 OUTPUTS = ("depth", "range_mask", "points", "scan")
 
@@ -79,43 +77,6 @@ def node_params_yaml(checkpoint: str, model_config: str, device: str, precision:
                 "output": {"reliability": "reliable", "depth": 2}},
     }
     return yaml.safe_dump({"/**": {"ros__parameters": params}}, sort_keys=False)
-
-
-class NodeProcess:
-    """``python -m dap_ros.node`` in ``namespace`` with a parameters file; stopped with SIGINT."""
-
-    def __init__(self, params_yaml: str, namespace: str, log_path: Path, env: dict[str, str]) -> None:
-        self.log_path = log_path
-        self.params_path = log_path.parent / "node_params.yaml"
-        self.params_path.write_text(params_yaml, encoding="utf-8")
-        cmd = [sys.executable, "-m", "dap_ros.node", "--ros-args", "--params-file", str(self.params_path),
-               "-r", f"__ns:=/{namespace.strip('/')}"]
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise DapError(f"the depth node exited with code {code}; its log ({self.log_path}): {self.tail()}")
-
-    def tail(self, lines: int = 10) -> str:
-        self._log.flush()
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:]) or "(empty log)"
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
-        return self.proc.returncode
 
 
 @dataclass

@@ -78,7 +78,7 @@ def run_demo(
         say("demo: starting the depth node (python -m dap_ros.node) with "
             + (f"checkpoint {checkpoint}" if checkpoint else "the embedded demo model"))
         node = NodeProcess(node_params_yaml(checkpoint or "", model_config, device, precision), namespace,
-                           node_log, env)
+                           node_log, node_log.parent / "node_params.yaml", env)
         client = None
         try:
             client = DemoClient(namespace, domain)

@@ -13,20 +13,17 @@ with ``launch_node=True``: ``python -m dap_ros.node`` with the same parameters a
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from dap_ros.errors import DapError
 from dap_ros.evaluation import bags
 from dap_ros.ros.params import SPECS, NodeParams, field_name
 from dap_ros.evaluation.timing import latency_summary_ms
+from dap_ros.ros.process import NodeProcess
 
 LOG = logging.getLogger("dap_ros")
 WARMUP_FRAMES = 2
@@ -50,47 +47,6 @@ def params_yaml(p: NodeParams, **overrides: Any) -> str:
 def _ns_topic(namespace: str, name: str) -> str:
     ns = namespace.strip("/")
     return f"/{ns}/{name}" if ns else f"/{name}"
-
-
-class NodeProcess:
-    """``python -m dap_ros.node`` in a namespace with a parameters file; stopped with SIGINT."""
-
-    def __init__(self, p: NodeParams, namespace: str, log_path: Path, transport: str) -> None:
-        self.log_path = log_path
-        self._params = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="dap_eval_params_", delete=False)
-        self._params.write(params_yaml(p, lifecycle=False, input_transport=transport))
-        self._params.close()
-        cmd = [sys.executable, "-m", "dap_ros.node", "--ros-args", "--params-file", self._params.name]
-        if namespace.strip("/"):
-            cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise DapError(f"the depth node exited with code {code} before replay finished; log: {self.tail()}")
-
-    def tail(self, lines: int = 8) -> str:
-        self._log.flush()
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:]) or "(empty log)"
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
-        Path(self._params.name).unlink(missing_ok=True)
 
 
 def load_frames(bag: Path, image_topic: str, max_frames: int | None, distro: str | None) -> tuple[str, list[tuple[int, bytes]]]:
@@ -147,7 +103,8 @@ def run_realtime(
     if launch_node:
         log_path = (log_dir or Path(tempfile.gettempdir())) / "depth_node.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        node_proc = NodeProcess(params, node_namespace, log_path, "compressed" if compressed else "raw")
+        params_text = params_yaml(params, lifecycle=False, input_transport="compressed" if compressed else "raw")
+        node_proc = NodeProcess(params_text, node_namespace, log_path, log_path.with_suffix(".params.yaml"))
     context = Context()
     rclpy.init(args=[], context=context)
     node = executor = None

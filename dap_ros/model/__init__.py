@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from dap_ros.config import ConfigLike, ModelConfig, resolve_config
+from dap_ros.config import ConfigLike, resolve_config
 from dap_ros.model.checkpoint import (
     WEIGHTS_HINT,
     convert_official_keys,

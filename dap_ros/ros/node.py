@@ -13,7 +13,6 @@ the model, builds and publishes. See docs/ros_node.md for topics, parameters and
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import Counter
