@@ -40,7 +40,12 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
         "shuffle": True,
     },
-    "loss": {"weights": None},  # None: the paper's 1.0 / 0.4 / 5.0 / 2.0 / 2.0 / 2.0
+    "loss": {
+        "weights": None,  # None: the paper's 1.0 / 0.4 / 5.0 / 2.0 / 2.0 / 2.0
+        # the paper's cos(latitude) weight on the per-pixel losses; false weights every ERP pixel
+        # equally, as the (unweighted, per-pixel) AbsRel / delta metrics do
+        "distortion": True,
+    },
     "optim": {
         "name": "adam",  # adam (paper) | adamw
         "lr_backbone": 5e-6,
@@ -266,6 +271,8 @@ def validate(cfg: dict) -> None:
             problems.append(f"dataset spec {spec!r} must be a mapping with a 'type' key")
     if cfg["loss"]["weights"] is not None and not isinstance(cfg["loss"]["weights"], dict):
         problems.append("'loss.weights' must be a mapping of loss name -> weight, or null")
+    if not isinstance(cfg["loss"]["distortion"], bool):
+        problems.append("'loss.distortion' must be true or false")
     if problems:
         raise TrainConfigError("invalid training config: " + "; ".join(problems))
 

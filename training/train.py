@@ -358,7 +358,7 @@ def _build_loss(cfg: Config):
     from training.losses import DAPLoss
 
     weights = dict(cfg.loss.weights) if cfg.loss.weights is not None else None
-    return DAPLoss(weights)
+    return DAPLoss(weights, distortion=cfg.loss.distortion)
 
 
 def _json(obj) -> str:

@@ -176,11 +176,11 @@ def _make_indoor(rng: np.random.Generator, seed: int) -> Scene:
         length = sy if axis == 0 else sx
         if rng.random() < 0.5:  # door
             w = min(_u(rng, 0.8, 1.2), length - 0.2)
-            a0 = _u(rng, 0.1, length - w - 0.1)
+            a0 = _u(rng, 0.1, max(0.1, length - w - 0.1))  # max: w = length - 0.2 rounds below
             decals.append(Decal(axis, side, a0, a0 + w, 0.0, min(2.1, hz - 0.1), door))
         else:  # window
             w = min(_u(rng, 0.6, 2.5), length - 0.2)
-            a0 = _u(rng, 0.1, length - w - 0.1)
+            a0 = _u(rng, 0.1, max(0.1, length - w - 0.1))  # max: w = length - 0.2 rounds below
             z0 = _u(rng, 0.7, 1.1)
             decals.append(Decal(axis, side, a0, a0 + w, z0, min(z0 + _u(rng, 0.8, 1.6), hz - 0.15), window))
 
