@@ -86,6 +86,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults so far (/proc/PID/stat field 10): fresh multi-MB buffers fault per page."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 class Bench:
     def __init__(self, node_pid: int, width: int, height: int) -> None:
         self.node = rclpy.create_node("node_benchmark", namespace=NAMESPACE)
@@ -182,8 +187,10 @@ def main() -> int:
         start = time.monotonic()
         diag_start = len(bench.diag)
         rss_start = rss_mb(proc.pid)
+        faults_start = minor_faults(proc.pid)
         time.sleep(args.duration)
         end = time.monotonic()
+        faults = minor_faults(proc.pid) - faults_start
         latencies = bench.window(start, end)
         thirds = [bench.window(start + i * (end - start) / 3, start + (i + 1) * (end - start) / 3) for i in range(3)]
         diag = bench.diag[diag_start:] or bench.diag[-1:]
@@ -218,6 +225,7 @@ def main() -> int:
     print("  node per-stage latency ms (mean): "
           + ", ".join(f"{s} {diag_mean(f'latency {s} (ms)'):.1f}" for s in stages))
     print(f"  node overhead per frame excluding inference: {diag_mean('node overhead (ms)'):.1f} ms")
+    print(f"  node minor page faults per output frame: {faults / max(1, len(latencies)):.0f}")
     if rss:
         print(f"  node RSS MB: start {rss_start:.0f}, end {rss[-1]:.0f}, max {max(rss):.0f}")
     return 0

@@ -36,6 +36,7 @@ from dap_ros.geometry import LaserScanSpec, laser_scan
 from dap_ros.ros import diagnostics as diag
 from dap_ros.ros import messages as msgs
 from dap_ros.ros import params as prm
+from dap_ros.ros.memory import tune_malloc_for_large_frames
 from dap_ros.ros.worker import InferenceWorker
 
 NODE_NAME = "dap_depth"
@@ -429,11 +430,13 @@ class DepthNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``depth_node`` and ``python -m dap_ros.node``; returns the exit code."""
+    malloc_note = tune_malloc_for_large_frames()  # before the first multi-MB buffer
     rclpy.init(args=args)
     node: DepthNode | None = None
     code = 0
     try:
         node = DepthNode()
+        node.get_logger().debug(malloc_note)
         if not node.managed:
             code = node.start()
         if code == 0:
