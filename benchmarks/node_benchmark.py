@@ -21,6 +21,7 @@ import os
 import platform
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -41,7 +42,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, LaserScan, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from dap_ros.ros.messages import image_msg  # noqa: E402
+from dap_ros.ros.messages import image_cdr  # noqa: E402
 
 OUTPUTS = {"depth": Image, "range_mask": Image, "points": PointCloud2, "scan": LaserScan}
 NAMESPACE = "/bench"
@@ -92,20 +93,27 @@ def minor_faults(pid: int) -> int:
 
 
 class Bench:
-    def __init__(self, node_pid: int, width: int, height: int) -> None:
+    """The camera and the consumers. By default both are as light as C++ ones would be, so that
+    the 2 cores go to the node: the frame is serialized once (only its stamp changes) and the
+    big outputs are taken as CDR bytes (``raw``) and read for their stamp only. ``deserialize``
+    turns every output into a Python message as well (extra load on the shared cores)."""
+
+    def __init__(self, node_pid: int, width: int, height: int, deserialize: bool = False) -> None:
         self.node = rclpy.create_node("node_benchmark", namespace=NAMESPACE)
         self.node_pid = node_pid
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.node.create_publisher(Image, "image", qos)
         rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        self.frame = image_msg(Header(frame_id="camera"), rgb, "rgb8")
+        frame = image_cdr(Header(frame_id="camera"), rgb, "rgb8")
+        self.frame_head, self.frame_tail = frame[:4], frame[12:]  # CDR: 4-byte encapsulation, then the stamp
         self.lock = threading.Lock()
         self.pending: dict[tuple[int, int], set[str]] = {}
         self.done: list[tuple[float, float]] = []  # (receipt monotonic, latency s)
         self.diag: list[dict[str, str]] = []
         self.rss: list[tuple[float, float]] = []
         for topic, msg_type in OUTPUTS.items():
-            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._on_output(t, m), qos)
+            raw = not deserialize and topic != "scan"
+            self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._on_output(t, m), qos, raw=raw)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.rate_hz = 0.0
         self._timer = None
@@ -113,14 +121,16 @@ class Bench:
 
     def _on_output(self, topic: str, msg) -> None:
         now = self.node.get_clock().now().nanoseconds
-        stamp = msg.header.stamp
-        key = (stamp.sec, stamp.nanosec)
+        if isinstance(msg, bytes):  # CDR little-endian: the header's stamp follows the encapsulation
+            key = struct.unpack_from("<iI", msg, 4)
+        else:
+            key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self.lock:
             got = self.pending.setdefault(key, set())
             got.add(topic)
             if got == set(OUTPUTS):
                 del self.pending[key]
-                self.done.append((time.monotonic(), (now - (stamp.sec * 10**9 + stamp.nanosec)) * 1e-9))
+                self.done.append((time.monotonic(), (now - (key[0] * 10**9 + key[1])) * 1e-9))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -133,8 +143,8 @@ class Bench:
         self._timer = self.node.create_timer(1.0 / rate_hz, self._publish)
 
     def _publish(self) -> None:
-        self.frame.header.stamp = self.node.get_clock().now().to_msg()
-        self.pub.publish(self.frame)
+        stamp = self.node.get_clock().now().to_msg()
+        self.pub.publish(b"".join((self.frame_head, struct.pack("<iI", stamp.sec, stamp.nanosec), self.frame_tail)))
 
     def window(self, t0: float, t1: float) -> list[float]:
         with self.lock:
@@ -147,16 +157,19 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds at 2x the sustainable rate")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of the load phase")
+    parser.add_argument("--load", type=float, default=2.0, help="offered rate in the load phase, x sustainable rate")
     parser.add_argument("--calibrate", type=float, default=10.0, help="seconds to find the sustainable rate")
     parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--deserialize", action="store_true",
+                        help="turn every output into a Python message here (heavier client on the shared cores)")
     parser.add_argument("--network-height", type=int, default=256,
                         help="network input height (width = 2x); the tiny model takes seconds at 512 on 2 cores")
     args = parser.parse_args()
 
     proc = start_node(args)
     rclpy.init()
-    bench = Bench(proc.pid, args.width, args.width // 2)
+    bench = Bench(proc.pid, args.width, args.width // 2, args.deserialize)
     executor = SingleThreadedExecutor()
     executor.add_node(bench.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -180,8 +193,8 @@ def main() -> int:
         if sustainable <= 0:
             raise SystemExit("no frame completed during calibration")
 
-        # 2. load at 2x the sustainable rate
-        offered = 2 * sustainable
+        # 2. load at --load x the sustainable rate (issue 3: 2x)
+        offered = args.load * sustainable
         bench.offer(offered)
         time.sleep(2.0)  # settle
         start = time.monotonic()
@@ -211,7 +224,8 @@ def main() -> int:
     last = diag[-1] if diag else {}
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}; {versions()}")
     print(f"input {args.width}x{args.width // 2} rgb8, tiny model at {args.network_height}x{2 * args.network_height}, "
-          "outputs depth + range_mask (input size), points (rgb, stride 2), scan")
+          "outputs depth + range_mask (input size), points (rgb, stride 2), scan; client: "
+          + ("outputs deserialized" if args.deserialize else "light (pre-serialized frame, raw output bytes)"))
     print(f"sustainable rate (calibration, offered 30 Hz): {sustainable:.2f} Hz")
     print(f"load phase: offered {offered:.2f} Hz for {end - start:.0f} s")
     print(f"  output rate (complete frames): {len(latencies) / (end - start):.2f} Hz")

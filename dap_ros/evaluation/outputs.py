@@ -1,7 +1,8 @@
 """The node's output messages for the output bag, built by the node's own builders.
 
-``dap_ros.ros.messages`` builds rclpy messages (depth, range_mask, points, scan) exactly as the
-node publishes them; ``rclpy.serialization`` turns them into the CDR bytes rosbag2 stores. So the
+``dap_ros.ros.messages`` builds the serialized depth, range_mask and points messages exactly as the
+node publishes them (the scan is serialized here with ``rclpy.serialization``): the CDR bytes
+rosbag2 stores. So the
 output bag holds byte-for-byte what a subscriber of the running node would receive. This needs
 the ROS 2 Python message packages (a ROS install, or ``pip install dap_ros[ros]`` on x86_64);
 reading bags and computing metrics do not.
@@ -67,17 +68,14 @@ class OutputBuilder:
             frame_id=p.frame_id or frame_id,
         )
         out: dict[str, bytes] = {}
-        for name in self.names:
+        for name in self.names:  # the node's own builders: the bytes it would publish
             if name == "depth":
-                msg = msgs.depth_msg(header, result.range_m)
+                out[name] = msgs.depth_cdr(header, result.range_m)
             elif name == "range_mask":
-                msg = msgs.mask_msg(header, result.in_range)
+                out[name] = msgs.mask_cdr(header, result.in_range)
             elif name == "points":
-                msg = self._points(header, result)
+                out[name] = msgs.points_cdr_for(self._cloud, header, result, p)
             else:
-                msg = msgs.scan_msg(header, laser_scan(result.range_m, self.spec, p.azimuth_offset_rad), self.spec)
-            out[name] = self._serialize(msg)
+                scan = laser_scan(result.range_m, self.spec, p.azimuth_offset_rad)
+                out[name] = self._serialize(msgs.scan_msg(header, scan, self.spec))
         return out
-
-    def _points(self, header: Any, result: Any) -> Any:
-        return msgs.points_msg_for(self._cloud, header, result, self.p)  # identical to the node's

@@ -115,6 +115,63 @@ def test_organized_points_follow_the_source_pixel_rays():
     np.testing.assert_allclose(points[3, 3], range_to_points(rng)[6, 6])
 
 
+def _packed_reference(colors: np.ndarray) -> np.ndarray:
+    c = colors.astype(np.uint32)
+    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+
+
+@pytest.mark.parametrize("layout", ["rgb", "bgr_view", "rgba_view", "bgra_view", "mono", "padded_rows"])
+@pytest.mark.parametrize("shape,stride", [((24, 48), 1), ((24, 48), 2), ((25, 50), 3), ((2, 4), 1)])
+def test_pack_rgb_fast_and_plain_paths_agree(layout, shape, stride):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    rgba = rng.integers(0, 256, shape + (4,), dtype=np.uint8)
+    padded = rng.integers(0, 256, (shape[0], shape[1] * 3 + 5), dtype=np.uint8)
+    colors = {
+        "rgb": rgb, "bgr_view": rgb[..., ::-1], "rgba_view": rgba[..., :3], "bgra_view": rgba[..., 2::-1],
+        "mono": np.broadcast_to(rgb[..., :1], shape + (3,)),
+        "padded_rows": padded[:, : shape[1] * 3].reshape(shape + (3,)),
+    }[layout][::stride, ::stride]
+    record = np.zeros(colors.shape[:2] + (4,), np.float32)
+    M.pack_rgb(colors, record.view(np.uint32)[..., 3])
+    np.testing.assert_array_equal(record.view(np.uint32)[..., 3], _packed_reference(colors))
+    assert not record[..., :3].any()  # the x, y, z slots are left alone
+
+
+def _same_message(cdr: bytes, msg) -> None:
+    from rclpy.serialization import deserialize_message
+
+    assert deserialize_message(cdr, type(msg)) == msg
+
+
+@pytest.mark.parametrize("organized", [False, True])
+@pytest.mark.parametrize("with_rgb", [False, True])
+def test_serialized_outputs_equal_the_messages(organized, with_rgb):
+    """The node publishes *_cdr bytes: they must deserialize to exactly the *_msg messages."""
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(0.5, 20.0, (24, 48)).astype(np.float32)
+    depth[0, :5], depth[3, 3] = np.inf, np.nan
+    rgb = rng.integers(0, 256, (24, 48, 3), dtype=np.uint8)
+    header = Header(stamp=STAMP, frame_id="camera_optical")
+    _same_message(M.depth_cdr(header, depth), M.depth_msg(header, depth))
+    _same_message(M.mask_cdr(header, np.isfinite(depth)), M.mask_msg(header, np.isfinite(depth)))
+    _same_message(M.colorized_cdr(header, depth, 25.0), M.colorized_msg(header, depth, 25.0))
+    builder = M.PointCloudBuilder()
+    options = dict(stride=2, min_range=0.2, max_range=15.0, organized=organized)
+    colors = rgb if with_rgb else None
+    _same_message(builder.build_cdr(header, depth, colors, **options), builder.build(header, depth, colors, **options))
+    nothing = np.full_like(depth, np.inf)  # no valid point: an empty cloud, still well-formed
+    _same_message(builder.build_cdr(header, nothing, colors, **options), builder.build(header, nothing, colors, **options))
+
+
+def test_cdr_splice_refuses_a_template_with_data():
+    from sensor_msgs.msg import Image
+
+    template = Image(encoding="mono8", height=1, width=2, step=2, data=array.array("B", [1, 2]))
+    with pytest.raises(ValueError, match="empty data"):
+        M.with_data_cdr(template, np.zeros(2, np.uint8))
+
+
 def test_scan_message_fields():
     spec = LaserScanSpec(angle_increment=math.radians(1.0))
     ranges = np.linspace(1, 2, spec.num_beams, dtype=np.float32)
