@@ -300,11 +300,12 @@ class DepthNode(LifecycleNode):
         """Build and publish every output somebody listens to; returns (build s, publish s)."""
         build = publish = 0.0
         for key, wanted, make in (
-            ("depth", True, lambda: msgs.depth_msg(header, result.range_m)),
-            ("range_mask", True, lambda: msgs.mask_msg(header, result.in_range)),
-            ("points", p.points_enable, lambda: self._points_msg(header, result, p)),
+            # the multi-MB outputs go out serialized (one copy of the payload, see messages.py)
+            ("depth", True, lambda: msgs.depth_cdr(header, result.range_m)),
+            ("range_mask", True, lambda: msgs.mask_cdr(header, result.in_range)),
+            ("points", p.points_enable, lambda: msgs.points_cdr_for(self._cloud, header, result, p)),
             ("scan", p.scan_enable, lambda: self._scan_msg(header, result, p)),
-            ("colorized", p.publish_colorized, lambda: msgs.colorized_msg(header, result.range_m, p.max_range)),
+            ("colorized", p.publish_colorized, lambda: msgs.colorized_cdr(header, result.range_m, p.max_range)),
         ):
             pub = self._pubs.get(key)
             if not wanted or pub is None or pub.get_subscription_count() == 0:
@@ -317,9 +318,6 @@ class DepthNode(LifecycleNode):
             build += t1 - t0
             publish += time.perf_counter() - t1
         return build, publish
-
-    def _points_msg(self, header: Header, result: Any, p: prm.NodeParams) -> PointCloud2:
-        return msgs.points_msg_for(self._cloud, header, result, p)
 
     def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:
         spec = self._scan_spec or p.scan_spec()
