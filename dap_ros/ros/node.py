@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,10 @@ class DepthNode(LifecycleNode):
         self.exit_code = 0
         self._throttle = diag.KindThrottle()
         self._scan_spec: LaserScanSpec | None = None
-        self._cloud = msgs.PointCloudBuilder()  # used by the inference thread only
+        self._cloud = msgs.PointCloudBuilder()  # used by one frame at a time (worker or its helper)
+        # the point cloud, the costliest message, is built here while the inference thread builds
+        # and publishes the images: message building uses both cores, as inference does
+        self._helper: ThreadPoolExecutor | None = None
         self._pubs: dict[str, Any] = {}
         self.published: Counter[str] = Counter()  # messages built and published, per output
         self._sub: Any = None
@@ -186,6 +190,7 @@ class DepthNode(LifecycleNode):
         p = self.params
         assert p is not None
         result = super().on_activate(state)  # enables the lifecycle publishers
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dap_points")
         self._worker = InferenceWorker(self._process, self._on_worker_crash)
         self._worker.start()
         msg_type, topic = (CompressedImage, "image/compressed") if p.input_transport == "compressed" else (Image, "image")
@@ -227,6 +232,9 @@ class DepthNode(LifecycleNode):
             if not self._worker.stop(timeout=30.0):
                 self.get_logger().error("inference thread did not stop within 30 s")
             self._worker = None
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
         self._active_since = None
 
     def _release(self) -> None:
@@ -297,19 +305,27 @@ class DepthNode(LifecycleNode):
         self.stats.output(time.monotonic(), stages, age)
 
     def _publish_outputs(self, header: Header, result: Any, p: prm.NodeParams) -> tuple[float, float]:
-        """Build and publish every output somebody listens to; returns (build s, publish s)."""
-        build = publish = 0.0
-        for key, wanted, make in (
+        """Build and publish every output somebody listens to; returns (build s, publish s), wall
+        time of this thread (waiting for the point cloud from the helper thread counts as build)."""
+        outputs = [
             # the multi-MB outputs go out serialized (one copy of the payload, see messages.py)
+            ("points", p.points_enable, lambda: msgs.points_cdr_for(self._cloud, header, result, p)),
             ("depth", True, lambda: msgs.depth_cdr(header, result.range_m)),
             ("range_mask", True, lambda: msgs.mask_cdr(header, result.in_range)),
-            ("points", p.points_enable, lambda: msgs.points_cdr_for(self._cloud, header, result, p)),
             ("scan", p.scan_enable, lambda: self._scan_msg(header, result, p)),
             ("colorized", p.publish_colorized, lambda: msgs.colorized_cdr(header, result.range_m, p.max_range)),
-        ):
+        ]
+        jobs: list[tuple[str, Any, Any]] = []
+        for key, wanted, make in outputs:
             pub = self._pubs.get(key)
-            if not wanted or pub is None or pub.get_subscription_count() == 0:
-                continue  # lazy: nobody listens, build nothing
+            if wanted and pub is not None and pub.get_subscription_count() > 0:  # lazy: else build nothing
+                jobs.append((key, pub, make))
+        helper = self._helper
+        if jobs and jobs[0][0] == "points" and len(jobs) > 1 and helper is not None:
+            future: Future = helper.submit(jobs[0][2])
+            jobs = jobs[1:] + [("points", jobs[0][1], future.result)]  # published last
+        build = publish = 0.0
+        for key, pub, make in jobs:
             t0 = time.perf_counter()
             msg = make()
             t1 = time.perf_counter()
