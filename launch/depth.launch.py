@@ -10,7 +10,13 @@ Without launch/launch_ros (pip installs) the same thing is:
 The params file holds every parameter; the launch arguments in ``PARAMETER_ARGUMENTS`` override
 it only when given (an empty default means "keep the file's value"), so editing the YAML keeps
 working when the launch file is used.
+
+The node gets ``FASTDDS_DEFAULT_PROFILES_FILE`` = the package's ``config/fastdds.xml`` (50 ms
+heartbeats for its multi-MB reliable outputs, see docs/ros_node.md) unless the variable is already
+set in the environment or ``fastdds_profile:=''`` is given.
 """
+import os
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -20,6 +26,8 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "dap_ros"
 EXECUTABLE = "depth_node"
 PARAMS_FILE = "config/depth.yaml"  # inside the package share directory
+FASTDDS_PROFILE = "config/fastdds.xml"  # inside the package share directory
+FASTDDS_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 # Launch arguments that map 1:1 onto node parameters (the most used ones): name -> (type, help).
 PARAMETER_ARGUMENTS = {
@@ -51,6 +59,8 @@ def _node(context):
             overrides[name] = _typed(kind, text)
     use_sim_time = _typed("bool", LaunchConfiguration("use_sim_time").perform(context))
     image = LaunchConfiguration("image").perform(context)
+    profile = LaunchConfiguration("fastdds_profile").perform(context)
+    env = {FASTDDS_VARIABLE: profile} if profile and not os.environ.get(FASTDDS_VARIABLE) else {}
     node = Node(
         package=PACKAGE,
         executable=EXECUTABLE,
@@ -64,6 +74,7 @@ def _node(context):
         ],
         remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed")],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)],
+        additional_env=env,
     )
     return [node]
 
@@ -80,6 +91,9 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (rosbag replay with --clock)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
+        DeclareLaunchArgument("fastdds_profile", default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), FASTDDS_PROFILE]),
+                              description=f"Fast DDS XML profile for the node ({FASTDDS_VARIABLE}, unless already "
+                                          "set); empty: none"),
     ]
     arguments += [
         DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: from params_file)")

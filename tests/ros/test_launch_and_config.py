@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import yaml
@@ -85,7 +86,8 @@ def test_launch_file_builds_the_node_with_overrides_only_when_given(monkeypatch)
     defaults = {a.args[0]: a.kwargs["default_value"] for a in actions if "default_value" in a.kwargs}
     opaque = actions[-1]
     context = {k: v for k, v in defaults.items() if isinstance(v, str)}
-    context.update(params_file=str(CONFIG), max_range="20", lifecycle="true", checkpoint="/w/model.pth")
+    context.update(params_file=str(CONFIG), max_range="20", lifecycle="true", checkpoint="/w/model.pth",
+                   fastdds_profile="")
     opaque.kwargs["function"](context)
     node = made["nodes"][-1]
     assert node.kwargs["executable"] == "depth_node" and node.kwargs["package"] == "dap_ros"
@@ -95,6 +97,32 @@ def test_launch_file_builds_the_node_with_overrides_only_when_given(monkeypatch)
     assert ("image", "/camera/image") in node.kwargs["remappings"]
     assert ("image/compressed", "/camera/image/compressed") in node.kwargs["remappings"]
     prm.NodeParams.from_values({k: v for k, v in overrides.items() if k in prm.SPEC_BY_NAME})
+
+
+def _run_launch_file(monkeypatch, **arguments: str):
+    made = _fake_launch_modules(monkeypatch)
+    namespace: dict = {}
+    exec(compile(LAUNCH.read_text(), str(LAUNCH), "exec"), namespace)
+    actions = namespace["generate_launch_description"]().args[0]
+    context = {a.args[0]: a.kwargs["default_value"] for a in actions if "default_value" in a.kwargs}
+    context.update(arguments)
+    actions[-1].kwargs["function"](context)
+    return made["nodes"][-1]
+
+
+def test_launch_file_gives_the_node_the_shipped_fastdds_profile(monkeypatch):
+    profile = str(REPO / "dap_ros" / "assets" / "fastdds.xml")
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile=profile)
+    assert node.kwargs["additional_env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    assert Path(profile).is_file()
+    # the package installs that file where the default points (share/dap_ros/config/fastdds.xml)
+    assert "dap_ros/assets/fastdds.xml" in (REPO / "setup.py").read_text()
+    node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile="")
+    assert node.kwargs["additional_env"] == {}
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/mine.xml")  # the user's own choice wins
+    node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile=profile)
+    assert node.kwargs["additional_env"] == {}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
