@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
         # the paper's cos(latitude) weight on the per-pixel losses; false weights every ERP pixel
         # equally, as the (unweighted, per-pixel) AbsRel / delta metrics do
         "distortion": True,
+        # SILog's lambda: 1 ignores a global scale error, 0 is plain RMSE of log depth; the paper's
+        # 0.85 suits fine-tuning a model that already knows scale
+        "silog_lambda": 0.85,
     },
     "optim": {
         "name": "adam",  # adam (paper) | adamw
@@ -60,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "name": "cosine",  # cosine | constant (both after a linear warm-up)
         "warmup_steps": 0,
         "min_lr_ratio": 0.1,  # cosine floor as a fraction of the base LR
+        "total_steps": None,  # length of the schedule; None: train.max_steps (set it to stop a run early)
     },
     "train": {
         "max_steps": 1000,  # optimizer steps
@@ -273,6 +277,12 @@ def validate(cfg: dict) -> None:
         problems.append("'loss.weights' must be a mapping of loss name -> weight, or null")
     if not isinstance(cfg["loss"]["distortion"], bool):
         problems.append("'loss.distortion' must be true or false")
+    lam = cfg["loss"]["silog_lambda"]
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
+        problems.append(f"'loss.silog_lambda' must be a number in [0, 1], got {lam!r}")
+    total = cfg["schedule"]["total_steps"]
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 1):
+        problems.append(f"'schedule.total_steps' must be a positive integer or null, got {total!r}")
     if problems:
         raise TrainConfigError("invalid training config: " + "; ".join(problems))
 

@@ -133,7 +133,7 @@ def train(cfg: Config, dist: DistInfo) -> dict:
     # ---- optimizer, schedule, AMP scaler, EMA -----------------------------------------------------
     max_steps, accum = cfg.train.max_steps, cfg.optim.grad_accum
     optimizer = build_optimizer(model, cfg.optim)
-    schedule = WarmupSchedule(optimizer, cfg.schedule, max_steps)
+    schedule = WarmupSchedule(optimizer, cfg.schedule, cfg.schedule.total_steps or max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
     ema = ModelEMA(model, cfg.train.ema.decay) if cfg.train.ema.enabled else None
 
@@ -358,7 +358,7 @@ def _build_loss(cfg: Config):
     from training.losses import DAPLoss
 
     weights = dict(cfg.loss.weights) if cfg.loss.weights is not None else None
-    return DAPLoss(weights, distortion=cfg.loss.distortion)
+    return DAPLoss(weights, distortion=cfg.loss.distortion, silog_lambda=cfg.loss.silog_lambda)
 
 
 def _json(obj) -> str:

@@ -238,6 +238,13 @@ def test_dap_loss_weights_and_parts():
     assert perfect.item() == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(ValueError, match="unknown loss"):
         DAPLoss({"ssim": 1.0})
+    # silog_lambda: a pure scale error (pred = 1.3 x truth) costs more the lower lambda is, and
+    # nothing at lambda 1 (fully scale-invariant)
+    scaled = {"pred_depth": d * 1.3, "pred_mask": beyond}
+    silog_only = {"df": 0, "grad": 0, "normal": 0, "pts": 0, "mask": 0}
+    costs = [DAPLoss(silog_only, silog_lambda=lam)(scaled, batch)[0].item() for lam in (0.0, 0.5, 0.85, 1.0)]
+    assert costs[0] > costs[1] > costs[2] > costs[3] and costs[3] == pytest.approx(0.0, abs=1e-4)
+    assert costs[0] == pytest.approx(math.log(1.3), rel=1e-3)  # RMSE of log depth
     # bf16 predictions (AMP) are accepted
     t3, _ = DAPLoss()({"pred_depth": pred_d.detach().bfloat16(), "pred_mask": pred_m.detach().bfloat16()}, batch)
     assert torch.isfinite(t3)

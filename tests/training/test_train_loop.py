@@ -196,3 +196,21 @@ def test_init_from_dinov3_backbone_file_and_bad_files(tmp_path):
     cfg = load_config(SMOKE, ["model.init=dap", f"model.checkpoint={tmp_path / 'dinov3.pth'}"])
     with pytest.raises(CheckpointError):  # a backbone file is not a whole DAP checkpoint: strict
         init_weights(build_model("tiny"), cfg.model)
+
+
+def test_schedule_total_steps_stops_a_run_early_on_the_same_lr_curve(tmp_path):
+    """schedule.total_steps lays the cosine over more steps than the run takes (embedded stage 2)."""
+    from training.train import main
+
+    common = ["--config", str(SMOKE), *TINY, "data.train.num_samples=8", "data.batch_size=2",
+              "data.val=null", "train.log_every=1", "schedule.name=cosine", "schedule.warmup_steps=0",
+              "schedule.min_lr_ratio=0.1"]
+    full, early = tmp_path / "full", tmp_path / "early"
+    assert main([*common, f"run.out_dir={full}", "train.max_steps=8"]) == 0
+    assert main([*common, f"run.out_dir={early}", "train.max_steps=4", "schedule.total_steps=8"]) == 0
+    lr_full = [r["lr_heads"] for r in read_metrics(full / "metrics.jsonl", "train")]
+    lr_early = [r["lr_heads"] for r in read_metrics(early / "metrics.jsonl", "train")]
+    assert len(lr_full) == 8 and len(lr_early) == 4
+    assert lr_early == pytest.approx(lr_full[:4])
+    assert lr_early[-1] > 2 * lr_full[-1]  # stopped half-way down the cosine, not at its floor
+    assert (early / "export" / "model_final.pth").is_file()

@@ -15,6 +15,7 @@ from training.losses.gradient import gradient_silog
 from training.losses.mask import mask_loss
 from training.losses.normal import normal_loss
 from training.losses.points import points_loss
+from training.losses.silog import LAMBDA as SILOG_LAMBDA
 from training.losses.silog import silog
 
 DEFAULT_WEIGHTS = {"silog": 1.0, "df": 0.4, "grad": 5.0, "normal": 2.0, "pts": 2.0, "mask": 2.0}
@@ -26,10 +27,12 @@ class DAPLoss:
     ``pred``: dict(pred_depth (B, 1, H, W), pred_mask (B, 1, H, W)); ``batch``: the collated sample
     dict (depth, valid, beyond). ``weights`` overrides any of DEFAULT_WEIGHTS (unknown names are an
     error); a loss whose weight is 0 is not computed and reported as 0. ``parts`` holds the
-    unweighted value of each loss (detached float tensors). ``distortion=False`` disables M_distort.
+    unweighted value of each loss (detached float tensors). ``distortion=False`` disables M_distort;
+    ``silog_lambda`` is the SILog term's lambda (L_grad keeps the paper's).
     """
 
-    def __init__(self, weights: dict | None = None, distortion: bool = True, df_view_size: int | None = None):
+    def __init__(self, weights: dict | None = None, distortion: bool = True, df_view_size: int | None = None,
+                 silog_lambda: float = SILOG_LAMBDA):
         w = dict(DEFAULT_WEIGHTS)
         if weights:
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
@@ -39,6 +42,7 @@ class DAPLoss:
         self.weights = w
         self.distortion = bool(distortion)
         self.df_view_size = df_view_size
+        self.silog_lambda = float(silog_lambda)
 
     def __call__(self, pred: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         depth_p = pred["pred_depth"].float()
@@ -51,7 +55,7 @@ class DAPLoss:
             raise ValueError(f"prediction is {h}x{w} but the ground truth is {tuple(target.shape[-2:])}")
         wmap = distortion_weight(h, w, depth_p.device) if self.distortion else None
         fns = {
-            "silog": lambda: silog(depth_p, target, valid, wmap),
+            "silog": lambda: silog(depth_p, target, valid, wmap, lam=self.silog_lambda),
             "df": lambda: depth_fidelity(depth_p, target, valid, self.df_view_size),
             "grad": lambda: gradient_silog(depth_p, target, valid, wmap),
             "normal": lambda: normal_loss(depth_p, target, valid, wmap),
