@@ -58,7 +58,7 @@ def _held_out(kind: str, n: int):
 
 @torch.no_grad()
 def test_quality_on_held_out_synthetic_frames(model):
-    """Loose bounds on 3 indoor + 2 outdoor frames (the card's numbers are over 100 frames each)."""
+    """Issue 7's bar on 3 indoor + 2 outdoor held-out frames (the card's numbers are over 100 frames each)."""
     from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics
     from training.evaluate import to_metric_arrays
 
@@ -73,8 +73,10 @@ def test_quality_on_held_out_synthetic_frames(model):
         s = acc.summary()
         results[kind] = (s["frame_mean"], s["range_mask"]["iou"])
     indoor, _ = results["indoor"]
-    assert indoor["abs_rel"] < 0.3, results
-    assert indoor["delta1"] > 0.6, results
+    # the shipped model gives AbsRel 0.094, delta1 0.94 and IoU 0.975 on these frames (card: 0.125,
+    # 0.90, 0.956 over 100 each); the bounds keep a margin for other CPUs' float rounding only
+    assert indoor["abs_rel"] < 0.15, results
+    assert indoor["delta1"] > 0.8, results
     _, outdoor_iou = results["outdoor"]
-    assert outdoor_iou is not None and outdoor_iou > 0.75, results
+    assert outdoor_iou is not None and outdoor_iou > 0.9, results
     assert np.isfinite(indoor["rmse"])
