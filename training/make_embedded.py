@@ -1,7 +1,9 @@
 """Package a trained run as the embedded demo model (dap_ros/assets/embedded/) and evaluate it.
 
-    python -m training.train --config training/configs/embedded.yaml      # ~1 h on a 2-core CPU
-    python -m training.make_embedded --run runs/embedded                   # this script
+    python -m training.train --config training/configs/embedded.yaml          # stage 1, ~1 h on a 2-core CPU
+    python -m training.train --config training/configs/embedded_stage2.yaml   # stage 2
+    python -m training.train --config training/configs/embedded_stage3.yaml   # stage 3
+    python -m training.make_embedded --run runs/embedded_stage3               # this script
 
 Steps:
 
@@ -130,7 +132,8 @@ def real_sample_metrics(model, folder: Path, input_size: tuple[int, int]) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.make_embedded", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, default=REPO / "runs" / "embedded", help="the training run folder")
+    ap.add_argument("--run", type=Path, default=REPO / "runs" / "embedded_stage3",
+                    help="the training run folder (the last stage)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--fp32", action="store_true", help="store fp32 weights (default fp16)")
     ap.add_argument("--test-samples", type=int, default=100, help="panoramas per held-out test set")
