@@ -377,11 +377,6 @@ def _points_options(result: Any, p: Any) -> dict[str, Any]:
     )
 
 
-def points_msg_for(builder: PointCloudBuilder, header: Any, result: Any, p: Any) -> Any:
-    """The node's ``points`` message for a DepthResult under NodeParams ``p``."""
-    return builder.build(header, result.range_m, **_points_options(result, p))
-
-
 def points_cdr_for(builder: PointCloudBuilder, header: Any, result: Any, p: Any) -> bytes:
     """The node's serialized ``points`` message (what it publishes; eval-bag's output bag)."""
     return builder.build_cdr(header, result.range_m, **_points_options(result, p))

@@ -106,8 +106,8 @@ class DepthNode(LifecycleNode):
         self._throttle = diag.KindThrottle()
         self._scan_spec: LaserScanSpec | None = None
         self._cloud = msgs.PointCloudBuilder()  # used by one frame at a time (worker or its helper)
-        # the point cloud, the costliest message, is built here while the inference thread builds
-        # and publishes the images: message building uses both cores, as inference does
+        # a helper thread builds the point cloud (the costliest message) while the inference
+        # thread builds and publishes the images: message building uses both cores, as inference does
         self._helper: ThreadPoolExecutor | None = None
         self._pubs: dict[str, Any] = {}
         self.published: Counter[str] = Counter()  # messages built and published, per output
