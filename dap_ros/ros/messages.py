@@ -7,9 +7,11 @@ serializer's own copy. Reading goes the other way for free: ``np.frombuffer(msg.
 
 The node publishes its big outputs already serialized (``*_cdr`` functions, ``Publisher.publish``
 takes CDR ``bytes``): rclpy serializes the message with an empty ``data`` field (header, sizes,
-encoding, point fields: the layout stays rclpy's) and the payload is spliced in with one copy,
-instead of the three of the message path (into the array, into the C message, into CDR); the
-output bag of ``dap-ros eval-bag`` stores the same bytes.
+encoding, point fields: the layout stays rclpy's) and the payload is spliced in with one copy.
+The message path copies it into the array, the C message and the CDR buffer; this path into the
+bytes, rclpy's ``std::string`` and the middleware's buffer, with less Python work: 1.9 instead of
+2.7 ms to build and publish a 1920x960 depth image (warm caches). The output bag of
+``dap-ros eval-bag`` stores the same bytes.
 
 Decoding raises :class:`InputRejected` with a short ``kind`` so the node can count and rate-limit
 log each kind of bad input separately.
