@@ -148,3 +148,33 @@ def test_bad_images_are_image_errors(predictor):
 def test_native_input_size_and_weights_source():
     predictor = DepthPredictor.create(None, "tiny", allow_random=True)
     assert predictor.input_size == (512, 1024) and predictor.weights_source == "random"
+
+
+@pytest.mark.parametrize("case", ["all_in_range_resized", "mixed_resized", "non_finite_resized", "network_size"])
+def test_postprocess_writes_into_out_exactly_as_it_returns(case):
+    """The node passes its depth message's payload as ``out``: same values as a fresh tensor."""
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.01, 0.2, (8, 16))
+    mask = np.zeros((8, 16))
+    if case in ("mixed_resized", "non_finite_resized"):
+        mask[:2] = 1.0
+    if case == "non_finite_resized":
+        depth[5, 5] = np.nan
+    size = (8, 16) if case == "network_size" else (24, 48)
+    expected, expected_in = postprocess(*_outputs(depth, mask), size)
+    out = torch.full(size, -1.0)
+    got, got_in = postprocess(*_outputs(depth, mask), size, out=out)
+    assert got.data_ptr() == out.data_ptr()
+    assert torch.equal(out.isnan(), expected.isnan()) and torch.equal(got_in, expected_in)
+    assert torch.equal(torch.nan_to_num(out, nan=0.0), torch.nan_to_num(expected, nan=0.0))
+
+
+def test_predictor_range_out_receives_the_range(predictor):
+    rgb = np.random.default_rng(4).integers(0, 255, (96, 192, 3), dtype=np.uint8)
+    expected = predictor.predict(rgb).range_m
+    out = np.full((96, 192), -1.0, dtype=np.float32)
+    result = predictor.predict(rgb, range_out=out)
+    assert result.range_m is out
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match="float32 array of shape"):
+        predictor.predict(rgb, range_out=np.zeros((96, 191), np.float32))

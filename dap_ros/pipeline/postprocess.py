@@ -39,20 +39,23 @@ def postprocess(
     output_size: tuple[int, int],
     mask_threshold: float = 0.5,
     max_range: float = OFFICIAL_DEPTH_SCALE_M,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(1, 1, h, w) network outputs -> (range_m float32 (H, W), in_range bool (H, W)).
 
-    The official rule: a pixel is valid where (1 - pred_mask) > mask_threshold.
+    The official rule: a pixel is valid where (1 - pred_mask) > mask_threshold. ``out``: a
+    float32 (H, W) tensor the range is written into (e.g. a message's payload); it is returned.
     """
     range_m = pred_depth[0, 0].float() * OFFICIAL_DEPTH_SCALE_M
     finite = torch.isfinite(range_m)
     in_range = ((1.0 - pred_mask[0, 0].float()) > mask_threshold) & finite & (range_m <= max_range)
     all_finite = bool(finite.all())
+    direct = out if out is not None and out.device == range_m.device else None  # else copied at the end
     if tuple(range_m.shape) != tuple(output_size):
         # Decisions are taken on the small network grid; full-size passes are kept to a minimum.
         if bool(in_range.all()):  # common indoors: plain bilinear, everything in range
-            range_m = _bilinear(range_m[None, None], output_size)[0, 0]
-            return range_m, torch.ones_like(range_m, dtype=torch.bool)
+            range_m = _bilinear(range_m[None, None], output_size, direct)[0, 0]
+            return _into(range_m, out), torch.ones_like(range_m, dtype=torch.bool)
         stack = torch.stack((torch.where(in_range, range_m, 0.0), in_range.float()))[None]
         weighted, weight = _bilinear(stack, output_size)[0].unbind(0)
         in_range = weight >= 0.5
@@ -60,11 +63,21 @@ def postprocess(
         if not all_finite:
             finite = F.interpolate(finite.float()[None, None], size=output_size, mode="nearest")[0, 0] > 0.5
             in_range &= finite
-    out = torch.where(in_range, range_m, torch.inf)
+    beyond = torch.tensor(torch.inf, dtype=range_m.dtype, device=range_m.device)  # where(out=) wants tensors
+    result = torch.where(in_range, range_m, beyond, out=direct)
     if not all_finite:
-        out = torch.where(finite, out, torch.nan)
-    return out, in_range
+        result.masked_fill_(~finite, torch.nan)
+    return _into(result, out), in_range
 
 
-def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def _bilinear(x: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    if out is None:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    # F.interpolate's own kernel (scales None: derived from the sizes), writing into ``out``
+    return torch.ops.aten.upsample_bilinear2d.out(x, list(size), False, None, None, out=out.view(1, 1, *size))
+
+
+def _into(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    if out is None or result.data_ptr() == out.data_ptr():
+        return result
+    return out.copy_(result)

@@ -328,10 +328,21 @@ class DepthPredictor:
             raise ImageError(f"image has zero size {rgb.shape[1]}x{rgb.shape[0]}")
 
     @torch.inference_mode()
-    def predict(self, rgb: np.ndarray, output_size: tuple[int, int] | None = None) -> DepthResult:
-        """Run one uint8 (H, W, 3) RGB panorama; outputs at ``output_size`` (default: the input's)."""
+    def predict(
+        self, rgb: np.ndarray, output_size: tuple[int, int] | None = None, range_out: np.ndarray | None = None
+    ) -> DepthResult:
+        """Run one uint8 (H, W, 3) RGB panorama; outputs at ``output_size`` (default: the input's).
+
+        ``range_out``: a writable float32 array of the output size that receives the range (the
+        node passes its depth message's payload, saving a 7 MB copy per frame at 1920x960).
+        """
         self.check_image(rgb)
         size = tuple(rgb.shape[:2]) if output_size is None else (int(output_size[0]), int(output_size[1]))
+        out = None
+        if range_out is not None:
+            if range_out.shape != size or range_out.dtype != np.float32 or not range_out.flags.c_contiguous:
+                raise ValueError(f"range_out must be a contiguous float32 array of shape {size}")
+            out = torch.from_numpy(range_out)
         t0 = time.perf_counter()
         x = self.preprocessor(rgb)
         self._sync()
@@ -339,8 +350,8 @@ class DepthPredictor:
         pred_depth, pred_mask = self.runner(x)
         self._sync()
         t2 = time.perf_counter()
-        range_t, in_range_t = postprocess(pred_depth, pred_mask, size, self.mask_threshold, self.max_range)
-        range_m = range_t.cpu().numpy()
+        range_t, in_range_t = postprocess(pred_depth, pred_mask, size, self.mask_threshold, self.max_range, out)
+        range_m = range_out if range_out is not None else range_t.cpu().numpy()
         in_range = in_range_t.cpu().numpy()
         t3 = time.perf_counter()
         timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}

@@ -23,7 +23,8 @@ import io
 import math
 import struct
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -135,10 +136,9 @@ def _uint8_array(values: np.ndarray) -> array.array:
     return out
 
 
-def with_data_cdr(template: Any, payload: np.ndarray, tail_bytes: int = 0) -> bytes:
-    """CDR bytes of ``template`` (a message whose uint8[] ``data`` is empty) with ``payload``'s
-    bytes as ``data``; ``tail_bytes``: how many serialized bytes follow ``data`` (PointCloud2:
-    1, its is_dense)."""
+def _cdr_parts(template: Any, tail_bytes: int) -> tuple[bytes, bytes, str]:
+    """Serialize ``template`` (its uint8[] ``data`` empty): the bytes before ``data``'s length
+    field, the bytes after ``data`` (``tail_bytes`` of them) and the byte order ('<' or '>')."""
     from rclpy.serialization import serialize_message
 
     empty = serialize_message(template)
@@ -146,41 +146,109 @@ def with_data_cdr(template: Any, payload: np.ndarray, tail_bytes: int = 0) -> by
     if empty[split - 4:split] != b"\0\0\0\0":
         raise ValueError(f"{type(template).__name__} template does not end with an empty data field")
     order = "<" if empty[1] == 1 else ">"  # encapsulation CDR_LE (0x0001) / CDR_BE (0x0000)
+    return empty[: split - 4], empty[split:], order
+
+
+def with_data_cdr(template: Any, payload: np.ndarray, tail_bytes: int = 0) -> bytes:
+    """CDR bytes of ``template`` (a message whose uint8[] ``data`` is empty) with ``payload``'s
+    bytes as ``data``; ``tail_bytes``: how many serialized bytes follow ``data`` (PointCloud2:
+    1, its is_dense)."""
+    head, tail, order = _cdr_parts(template, tail_bytes)
     data = np.ascontiguousarray(payload).reshape(-1).view(np.uint8)  # bytes view, also when empty
-    return b"".join((empty[: split - 4], struct.pack(order + "I", data.size), memoryview(data), empty[split:]))
+    return b"".join((head, struct.pack(order + "I", data.size), memoryview(data), tail))
 
 
-def _image_template(header: Any, pixels: np.ndarray, encoding: str) -> Any:
-    """sensor_msgs/Image describing ``pixels`` (H, W[, C]), with no data yet."""
+@dataclass(frozen=True)
+class CdrMessage:
+    """A serialized message in a numpy buffer whose ``data`` field is written in place.
+
+    ``cdr``: the whole message (contiguous uint8, what :class:`dap_ros.ros.cdr_publish.CdrPublisher`
+    publishes); ``payload``: the uint8 view of its ``data`` bytes, 64-byte aligned.
+    """
+
+    cdr: np.ndarray
+    payload: np.ndarray
+
+    def data_as(self, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """The payload as a writable typed array (e.g. float32 (H, W) for a 32FC1 image)."""
+        return self.payload.view(dtype).reshape(shape)
+
+
+class CdrBuffers:
+    """Reusable storage for the node's serialized outputs, one buffer per output.
+
+    A buffer is reused by the next frame's message of the same output: publishing copies the
+    message synchronously, so the node writes frame N+1 only after frame N's copy was taken.
+    """
+
+    ALIGN = 64
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, nbytes: int) -> np.ndarray:
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.size < nbytes + self.ALIGN:
+            buffer = np.empty(nbytes + self.ALIGN, dtype=np.uint8)
+            self._buffers[key] = buffer
+        return buffer
+
+
+def cdr_message(
+    template: Any, payload_nbytes: int, *, tail_bytes: int = 0, buffers: CdrBuffers | None = None, key: str = ""
+) -> CdrMessage:
+    """``template`` serialized around an uninitialised ``data`` of ``payload_nbytes`` bytes, in
+    ``buffers``' storage for ``key`` (a fresh array without ``buffers``); fill ``payload`` next."""
+    head, tail, order = _cdr_parts(template, tail_bytes)
+    total = len(head) + 4 + payload_nbytes + len(tail)
+    storage = buffers.get(key, total) if buffers is not None else np.empty(total + CdrBuffers.ALIGN, np.uint8)
+    data_at = len(head) + 4
+    start = -(storage.ctypes.data + data_at) % CdrBuffers.ALIGN  # the payload starts on a cache line
+    cdr = storage[start:start + total]
+    cdr[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+    cdr[len(head):data_at] = np.frombuffer(struct.pack(order + "I", payload_nbytes), dtype=np.uint8)
+    cdr[data_at + payload_nbytes:] = np.frombuffer(tail, dtype=np.uint8)
+    return CdrMessage(cdr=cdr, payload=cdr[data_at:data_at + payload_nbytes])
+
+
+def _image_template(header: Any, shape: tuple[int, ...], dtype: Any, encoding: str) -> Any:
+    """sensor_msgs/Image describing pixels of ``shape`` (H, W[, C]) and ``dtype``, no data yet."""
     from sensor_msgs.msg import Image
 
+    itemsize = np.dtype(dtype).itemsize
     msg = Image()
     msg.header = header
-    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.height, msg.width = int(shape[0]), int(shape[1])
     msg.encoding = encoding
-    msg.is_bigendian = _BIG_ENDIAN and pixels.dtype.itemsize > 1
-    msg.step = int(pixels.shape[1] * (pixels.shape[2] if pixels.ndim == 3 else 1) * pixels.dtype.itemsize)
+    msg.is_bigendian = _BIG_ENDIAN and itemsize > 1
+    msg.step = int(shape[1] * (shape[2] if len(shape) == 3 else 1) * itemsize)
     return msg
 
 
 def image_msg(header: Any, pixels: np.ndarray, encoding: str) -> Any:
     """(H, W[, C]) numpy array -> sensor_msgs/Image with the given encoding and header."""
-    msg = _image_template(header, pixels, encoding)
+    msg = _image_template(header, pixels.shape, pixels.dtype, encoding)
     msg.data = _uint8_array(pixels)
     return msg
 
 
 def image_cdr(header: Any, pixels: np.ndarray, encoding: str) -> bytes:
     """The serialized form of ``image_msg(header, pixels, encoding)``, with one copy of the pixels."""
-    return with_data_cdr(_image_template(header, pixels, encoding), pixels)
+    return with_data_cdr(_image_template(header, pixels.shape, pixels.dtype, encoding), pixels)
+
+
+def image_message(
+    header: Any, shape: tuple[int, ...], dtype: Any, encoding: str, buffers: CdrBuffers | None = None, key: str = ""
+) -> tuple[CdrMessage, np.ndarray]:
+    """A serialized Image to be filled in place: (message, its pixels as a writable ``shape``
+    array of ``dtype``). Write every pixel before publishing (the storage is not cleared)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    message = cdr_message(_image_template(header, shape, dtype, encoding), nbytes, buffers=buffers, key=key)
+    return message, message.data_as(dtype, shape)
 
 
 def _depth_pixels(range_m: np.ndarray) -> np.ndarray:
     return range_m.astype(np.float32, copy=False)
-
-
-def _mask_pixels(in_range: np.ndarray) -> np.ndarray:
-    return in_range.view(np.uint8) * np.uint8(255)
 
 
 def _colorized_pixels(range_m: np.ndarray, max_range: float) -> np.ndarray:
@@ -196,18 +264,35 @@ def depth_cdr(header: Any, range_m: np.ndarray) -> bytes:
     return image_cdr(header, _depth_pixels(range_m), "32FC1")
 
 
+def depth_message(header: Any, shape: tuple[int, int], buffers: CdrBuffers | None = None) -> tuple[CdrMessage, np.ndarray]:
+    """The depth image to be filled in place (the predictor writes its range straight into it)."""
+    return image_message(header, shape, np.float32, "32FC1", buffers, "depth")
+
+
 def mask_msg(header: Any, in_range: np.ndarray) -> Any:
     """mono8, 255 = within range, 0 = out of range."""
-    return image_msg(header, _mask_pixels(in_range), "mono8")
+    return image_msg(header, in_range.view(np.uint8) * np.uint8(255), "mono8")
+
+
+def mask_message(header: Any, in_range: np.ndarray, buffers: CdrBuffers | None = None) -> CdrMessage:
+    message, pixels = image_message(header, in_range.shape, np.uint8, "mono8", buffers, "range_mask")
+    np.multiply(in_range.view(np.uint8), np.uint8(255), out=pixels)
+    return message
 
 
 def mask_cdr(header: Any, in_range: np.ndarray) -> bytes:
-    return image_cdr(header, _mask_pixels(in_range), "mono8")
+    return mask_message(header, in_range).cdr.tobytes()
 
 
 def colorized_msg(header: Any, range_m: np.ndarray, max_range: float) -> Any:
     """bgr8 view of the depth (turbo, log scale from 0.3 m to max_range; +Inf grey, NaN black)."""
     return image_msg(header, _colorized_pixels(range_m, max_range), "bgr8")
+
+
+def colorized_message(header: Any, range_m: np.ndarray, max_range: float, buffers: CdrBuffers | None = None) -> CdrMessage:
+    message, pixels = image_message(header, range_m.shape + (3,), np.uint8, "bgr8", buffers, "colorized")
+    np.copyto(pixels, _colorized_pixels(range_m, max_range))
+    return message
 
 
 def colorized_cdr(header: Any, range_m: np.ndarray, max_range: float) -> bytes:
@@ -221,17 +306,18 @@ def _point_fields(with_rgb: bool) -> list[Any]:
     return [PointField(name=n, offset=4 * i, datatype=_FLOAT32, count=1) for i, n in enumerate(names)]
 
 
-def _pointcloud_template(header: Any, record: np.ndarray, *, with_rgb: bool, organized: bool) -> Any:
-    """PointCloud2 describing a float32 record array (N, 3|4) or, organized, (rows, cols, 3|4)."""
+def _pointcloud_template(header: Any, shape: tuple[int, ...], *, with_rgb: bool, organized: bool) -> Any:
+    """PointCloud2 describing a float32 record array of ``shape``: (N, 3|4) or, organized,
+    (rows, cols, 3|4)."""
     from sensor_msgs.msg import PointCloud2
 
-    height, width = (record.shape[0], record.shape[1]) if organized else (1, record.shape[0])
+    height, width = (shape[0], shape[1]) if organized else (1, shape[0])
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = int(height), int(width)
     msg.fields = _point_fields(with_rgb)
     msg.is_bigendian = _BIG_ENDIAN
-    msg.point_step = 4 * record.shape[-1]
+    msg.point_step = 4 * shape[-1]
     msg.row_step = msg.point_step * msg.width
     msg.is_dense = not organized  # unorganized clouds hold valid points only
     return msg
@@ -243,15 +329,9 @@ def pointcloud_record_msg(header: Any, record: np.ndarray, *, with_rgb: bool, or
     Fields x, y, z (+ rgb) are float32 at offsets 0, 4, 8 (, 12); rgb is the PCL/RViz packing,
     a uint32 0x00RRGGBB stored in a float32 slot.
     """
-    msg = _pointcloud_template(header, record, with_rgb=with_rgb, organized=organized)
+    msg = _pointcloud_template(header, record.shape, with_rgb=with_rgb, organized=organized)
     msg.data = _uint8_array(record)
     return msg
-
-
-def pointcloud_record_cdr(header: Any, record: np.ndarray, *, with_rgb: bool, organized: bool) -> bytes:
-    """The serialized form of :func:`pointcloud_record_msg`, with one copy of the record."""
-    template = _pointcloud_template(header, record, with_rgb=with_rgb, organized=organized)
-    return with_data_cdr(template, record, tail_bytes=1)  # is_dense follows data
 
 
 def pointcloud_msg(header: Any, points: np.ndarray, colors: np.ndarray | None, *, organized: bool) -> Any:
@@ -328,10 +408,15 @@ class PointCloudBuilder:
         max_range: float,
         azimuth_offset_rad: float = 0.0,
         organized: bool = False,
+        allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
     ) -> np.ndarray:
         """The float32 point record: (N, 3|4) of the points with a finite range in
         [min_range, max_range] among every stride-th row/column, or (rows, cols, 3|4) with NaN
-        points when ``organized``."""
+        points when ``organized``.
+
+        ``allocate(shape)`` supplies the writable float32 array the record is written into (a
+        message's payload); by default a new array.
+        """
         sub = np.ascontiguousarray(range_m[::stride, ::stride], dtype=np.float32)
         rays = self.rays(range_m.shape[0], range_m.shape[1], stride, azimuth_offset_rad)
         with np.errstate(invalid="ignore"):
@@ -339,7 +424,12 @@ class PointCloudBuilder:
             if math.isinf(max_range):
                 keep &= np.isfinite(sub)
         n_fields = 3 if rgb is None else 4
-        record = np.empty(sub.shape + (n_fields,), dtype=np.float32)
+        allocate = allocate or (lambda shape: np.empty(shape, dtype=np.float32))
+        count = sub.size if organized else int(np.count_nonzero(keep))
+        full = organized or count == sub.size  # written straight into the output
+        grid_shape = sub.shape + (n_fields,)
+        record = allocate(grid_shape if organized else (count, n_fields)) if full else np.empty(grid_shape, np.float32)
+        record = record.reshape(grid_shape)
         with np.errstate(invalid="ignore", over="ignore"):
             for axis in range(3):
                 np.multiply(sub, rays[axis], out=record[..., axis])
@@ -349,11 +439,13 @@ class PointCloudBuilder:
             pack_rgb(rgb[::stride, ::stride], record.view(np.uint32)[..., 3])
         if organized:
             return record
-        flat = record.reshape(-1, n_fields)
-        if not keep.all():
-            # gather whole records as one opaque item each: ~20x faster than flat[keep]
-            flat = flat.view(f"V{4 * n_fields}")[:, 0][keep.reshape(-1)].view(np.float32).reshape(-1, n_fields)
-        return flat
+        if full:
+            return record.reshape(-1, n_fields)
+        # gather whole records as one opaque item each: ~20x faster than a float gather
+        out = allocate((count, n_fields))
+        item = f"V{4 * n_fields}"
+        np.compress(keep.reshape(-1), record.reshape(-1, n_fields).view(item)[:, 0], axis=0, out=out.view(item)[:, 0])
+        return out
 
     def build(self, header: Any, range_m: np.ndarray, rgb: np.ndarray | None, *, organized: bool = False,
               **options: Any) -> Any:
@@ -364,8 +456,22 @@ class PointCloudBuilder:
     def build_cdr(self, header: Any, range_m: np.ndarray, rgb: np.ndarray | None, *, organized: bool = False,
                   **options: Any) -> bytes:
         """The serialized PointCloud2 of :meth:`record` (same keyword options)."""
-        record = self.record(range_m, rgb, organized=organized, **options)
-        return pointcloud_record_cdr(header, record, with_rgb=rgb is not None, organized=organized)
+        return self.build_message(header, range_m, rgb, organized=organized, **options).cdr.tobytes()
+
+    def build_message(self, header: Any, range_m: np.ndarray, rgb: np.ndarray | None, *, organized: bool = False,
+                      buffers: CdrBuffers | None = None, **options: Any) -> CdrMessage:
+        """The serialized PointCloud2 of :meth:`record`, the record written straight into the
+        message (in ``buffers``' storage for "points" when given)."""
+        made: list[CdrMessage] = []
+
+        def into_message(shape: tuple[int, ...]) -> np.ndarray:
+            template = _pointcloud_template(header, shape, with_rgb=rgb is not None, organized=organized)
+            nbytes = 4 * int(np.prod(shape))
+            made.append(cdr_message(template, nbytes, tail_bytes=1, buffers=buffers, key="points"))  # is_dense
+            return made[-1].data_as(np.float32, shape)
+
+        self.record(range_m, rgb, organized=organized, allocate=into_message, **options)
+        return made[-1]
 
 
 def _points_options(result: Any, p: Any) -> dict[str, Any]:
@@ -380,8 +486,15 @@ def _points_options(result: Any, p: Any) -> dict[str, Any]:
 
 
 def points_cdr_for(builder: PointCloudBuilder, header: Any, result: Any, p: Any) -> bytes:
-    """The node's serialized ``points`` message (what it publishes; eval-bag's output bag)."""
+    """The node's serialized ``points`` message as bytes (eval-bag's output bag)."""
     return builder.build_cdr(header, result.range_m, **_points_options(result, p))
+
+
+def points_message_for(
+    builder: PointCloudBuilder, header: Any, result: Any, p: Any, buffers: CdrBuffers | None = None
+) -> CdrMessage:
+    """The node's ``points`` message, built in place (what it publishes)."""
+    return builder.build_message(header, result.range_m, buffers=buffers, **_points_options(result, p))
 
 
 def scan_msg(header: Any, ranges: np.ndarray, spec: LaserScanSpec) -> Any:

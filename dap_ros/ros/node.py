@@ -37,6 +37,7 @@ from dap_ros.geometry import LaserScanSpec, laser_scan
 from dap_ros.ros import diagnostics as diag
 from dap_ros.ros import messages as msgs
 from dap_ros.ros import params as prm
+from dap_ros.ros.cdr_publish import CdrPublisher
 from dap_ros.ros.memory import tune_malloc_for_large_frames
 from dap_ros.ros.worker import InferenceWorker
 
@@ -106,10 +107,11 @@ class DepthNode(LifecycleNode):
         self._throttle = diag.KindThrottle()
         self._scan_spec: LaserScanSpec | None = None
         self._cloud = msgs.PointCloudBuilder()  # used by one frame at a time (worker or its helper)
+        self._buffers = msgs.CdrBuffers()  # the outputs' serialized messages, reused frame after frame
         # a helper thread builds the point cloud (the costliest message) while the inference
         # thread builds and publishes the images: message building uses both cores, as inference does
         self._helper: ThreadPoolExecutor | None = None
-        self._pubs: dict[str, Any] = {}
+        self._pubs: dict[str, CdrPublisher] = {}
         self.published: Counter[str] = Counter()  # messages built and published, per output
         self._sub: Any = None
         self._worker: InferenceWorker[Frame] | None = None
@@ -160,7 +162,9 @@ class DepthNode(LifecycleNode):
             ("scan", LaserScan, "scan"),
             ("colorized", Image, "depth/colorized"),
         ):
-            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, qos)
+            self._pubs[key] = CdrPublisher(self.create_lifecycle_publisher(msg_type, topic, qos))
+        if self._pubs["depth"].fallback_reason:
+            self.get_logger().info(f"publishing through rclpy: {self._pubs['depth'].fallback_reason}")
         self._diag_timer = self.create_timer(p.diagnostics_period_sec, self._publish_diagnostics)
         height, width = predictor.input_size
         self.get_logger().info(
@@ -239,7 +243,7 @@ class DepthNode(LifecycleNode):
 
     def _release(self) -> None:
         for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
+            self.destroy_lifecycle_publisher(pub.publisher)
         self._pubs.clear()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
@@ -284,17 +288,21 @@ class DepthNode(LifecycleNode):
             self._fail(exc.kind, f"frame skipped: {exc}")
             return
         t1 = time.perf_counter()
+        header = Header(stamp=frame.msg.header.stamp, frame_id=p.frame_id or frame.msg.header.frame_id)
+        if not header.frame_id:
+            self._log_problem("no_frame_id", "input has an empty frame_id and parameter 'frame_id' is empty")
+        size = tuple(rgb.shape[:2]) if p.output_size == "input" else tuple(predictor.input_size)
+        wanted = self._subscribed_outputs(p)
+        # the predictor writes the range straight into the depth message
+        depth = msgs.depth_message(header, size, self._buffers) if "depth" in wanted else None
         try:
-            result = predictor.predict(rgb, None if p.output_size == "input" else predictor.input_size)
+            result = predictor.predict(rgb, size, range_out=None if depth is None else depth[1])
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame, keep going
             self._fail("model", f"inference failed, frame skipped: {type(exc).__name__}: {exc}")
             self._free_accelerator_memory()
             return
-        header = Header(stamp=frame.msg.header.stamp, frame_id=p.frame_id or frame.msg.header.frame_id)
-        if not header.frame_id:
-            self._log_problem("no_frame_id", "input has an empty frame_id and parameter 'frame_id' is empty")
         try:
-            build_sec, publish_sec = self._publish_outputs(header, result, p)
+            build_sec, publish_sec = self._publish_outputs(header, result, p, wanted, depth and depth[0])
         except Exception as exc:  # noqa: BLE001 - a failed output must not stop the next frame
             if not self.context.ok():
                 return  # shutting down (Ctrl-C): the publishers are already gone
@@ -304,36 +312,57 @@ class DepthNode(LifecycleNode):
         age = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
         self.stats.output(time.monotonic(), stages, age)
 
-    def _publish_outputs(self, header: Header, result: Any, p: prm.NodeParams) -> tuple[float, float]:
-        """Build and publish every output somebody listens to; returns (build s, publish s), wall
-        time of this thread (waiting for the point cloud from the helper thread counts as build)."""
-        outputs = [
-            # the multi-MB outputs go out serialized (one copy of the payload, see messages.py)
-            ("points", p.points_enable, lambda: msgs.points_cdr_for(self._cloud, header, result, p)),
-            ("depth", True, lambda: msgs.depth_cdr(header, result.range_m)),
-            ("range_mask", True, lambda: msgs.mask_cdr(header, result.in_range)),
-            ("scan", p.scan_enable, lambda: self._scan_msg(header, result, p)),
-            ("colorized", p.publish_colorized, lambda: msgs.colorized_cdr(header, result.range_m, p.max_range)),
-        ]
-        jobs: list[tuple[str, Any, Any]] = []
-        for key, wanted, make in outputs:
-            pub = self._pubs.get(key)
-            if wanted and pub is not None and pub.get_subscription_count() > 0:  # lazy: else build nothing
-                jobs.append((key, pub, make))
-        helper = self._helper
-        if jobs and jobs[0][0] == "points" and len(jobs) > 1 and helper is not None:
-            future: Future = helper.submit(jobs[0][2])
-            jobs = jobs[1:] + [("points", jobs[0][1], future.result)]  # published last
+    def _subscribed_outputs(self, p: prm.NodeParams) -> dict[str, CdrPublisher]:
+        """The enabled outputs somebody listens to (lazy: nothing is built for the others)."""
+        enabled = {
+            "points": p.points_enable, "depth": True, "range_mask": True, "scan": p.scan_enable,
+            "colorized": p.publish_colorized,
+        }
+        return {
+            key: pub for key, pub in self._pubs.items() if enabled.get(key) and pub.get_subscription_count() > 0
+        }
+
+    def _publish_outputs(
+        self, header: Header, result: Any, p: prm.NodeParams, wanted: dict[str, CdrPublisher], depth: Any
+    ) -> tuple[float, float]:
+        """Build and publish the ``wanted`` outputs (``depth``: its message, already filled);
+        returns (build s, publish s) of this thread's wall time.
+
+        The point cloud (the costliest message) is built and published on the helper thread while
+        this thread does the others: both cores work, as during inference. Waiting for the helper
+        at the end counts as publish time up to the helper's own publish time, the rest as build.
+        """
+        makers = {
+            "points": lambda: msgs.points_message_for(self._cloud, header, result, p, self._buffers),
+            "depth": lambda: depth,
+            "range_mask": lambda: msgs.mask_message(header, result.in_range, self._buffers),
+            "scan": lambda: self._scan_msg(header, result, p),
+            "colorized": lambda: msgs.colorized_message(header, result.range_m, p.max_range, self._buffers),
+        }
+        jobs = [(key, wanted[key], makers[key]) for key in makers if key in wanted]
+        helper, future = self._helper, None
+        if helper is not None and len(jobs) > 1 and jobs[0][0] == "points":
+            future = helper.submit(self._build_and_publish, *jobs[0])
+            jobs = jobs[1:]
         build = publish = 0.0
-        for key, pub, make in jobs:
+        for job in jobs:
+            b, pub_s = self._build_and_publish(*job)
+            build, publish = build + b, publish + pub_s
+        if future is not None:
             t0 = time.perf_counter()
-            msg = make()
-            t1 = time.perf_counter()
-            pub.publish(msg)
-            self.published[key] += 1
-            build += t1 - t0
-            publish += time.perf_counter() - t1
+            _, helper_publish = future.result()
+            waited = time.perf_counter() - t0
+            publish += min(waited, helper_publish)
+            build += waited - min(waited, helper_publish)
         return build, publish
+
+    def _build_and_publish(self, key: str, pub: CdrPublisher, make: Any) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        message = make()
+        t1 = time.perf_counter()
+        pub.publish(message.cdr if isinstance(message, msgs.CdrMessage) else message)
+        self.published[key] += 1
+        return t1 - t0, time.perf_counter() - t1
 
     def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:
         spec = self._scan_spec or p.scan_spec()

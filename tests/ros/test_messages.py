@@ -204,3 +204,32 @@ def test_node_params_predictor_options_and_native_size():
         NodeParams.from_values({"input_height": 0, "input_width": 512})
     spec = NodeParams.from_values({"scan.angle_increment_deg": 1.0}).scan_spec()
     assert spec.num_beams == 360
+
+
+@pytest.mark.parametrize("organized", [False, True])
+def test_in_place_messages_equal_the_messages_and_reuse_their_buffers(organized):
+    """What the node publishes: messages written straight into reused, aligned buffers."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image, PointCloud2
+
+    rng = np.random.default_rng(6)
+    header = Header(stamp=STAMP, frame_id="camera_optical")
+    rgb = rng.integers(0, 256, (24, 48, 3), dtype=np.uint8)
+    buffers, builder = M.CdrBuffers(), M.PointCloudBuilder()
+    options = dict(stride=2, min_range=0.2, max_range=15.0, organized=organized)
+    addresses = []
+    for far in (0.0, 0.3, 1.0):  # no point dropped, some, all: each message shape in one buffer
+        depth = rng.uniform(0.5, 10.0, (24, 48)).astype(np.float32)
+        depth[rng.random(depth.shape) < far] = np.inf
+        message, pixels = M.depth_message(header, depth.shape, buffers)
+        pixels[...] = depth
+        assert message.payload.ctypes.data % M.CdrBuffers.ALIGN == 0
+        assert deserialize_message(message.cdr.tobytes(), Image) == M.depth_msg(header, depth)
+        mask = M.mask_message(header, np.isfinite(depth), buffers)
+        assert deserialize_message(mask.cdr.tobytes(), Image) == M.mask_msg(header, np.isfinite(depth))
+        colorized = M.colorized_message(header, depth, 25.0, buffers)
+        assert deserialize_message(colorized.cdr.tobytes(), Image) == M.colorized_msg(header, depth, 25.0)
+        cloud = builder.build_message(header, depth, rgb, buffers=buffers, **options)
+        assert deserialize_message(cloud.cdr.tobytes(), PointCloud2) == builder.build(header, depth, rgb, **options)
+        addresses.append([buffers.get(key, 0).ctypes.data for key in ("depth", "range_mask", "colorized", "points")])
+    assert addresses[0] == addresses[1] == addresses[2]  # no new storage frame after frame
