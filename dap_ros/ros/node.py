@@ -112,7 +112,7 @@ class DepthNode(LifecycleNode):
         # thread builds and publishes the images: message building uses both cores, as inference does
         self._helper: ThreadPoolExecutor | None = None
         self._pubs: dict[str, CdrPublisher] = {}
-        self.published: Counter[str] = Counter()  # messages built and published, per output
+        self.published: Counter[str] = Counter()  # messages built and handed to publish, per output
         self._sub: Any = None
         self._worker: InferenceWorker[Frame] | None = None
         self._diag_pub: Any = None
@@ -360,8 +360,8 @@ class DepthNode(LifecycleNode):
         t0 = time.perf_counter()
         message = make()
         t1 = time.perf_counter()
+        self.published[key] += 1  # counted first: a subscriber may see the message before publish returns
         pub.publish(message.cdr if isinstance(message, msgs.CdrMessage) else message)
-        self.published[key] += 1
         return t1 - t0, time.perf_counter() - t1
 
     def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:

@@ -109,6 +109,12 @@ def test_burst_keeps_only_the_newest_frame(harness, make_node, real_sample):
         harness.spin_until(lambda: node.stats.received >= i + 1, 10.0, f"frame {i} to reach the node")
     gate.set()
     harness.spin_until(lambda: stamps[-1] in collector.by_stamp, 20.0, "the newest frame's depth")
+    # the node counts a frame as processed after publishing it: wait for the count, not a sleep
+    def accounted() -> int:
+        snap = node.stats.snapshot(0.0)
+        return snap.processed + snap.dropped
+
+    harness.spin_until(lambda: accounted() == burst, 10.0, "the node to account for every frame")
     snap = node.stats.snapshot(0.0)
     assert snap.received == burst
     assert snap.dropped >= burst - 3, f"older frames must be dropped, got {snap}"
