@@ -9,8 +9,12 @@ cost ~3 ms per frame and keep the helper thread (building the point cloud) waiti
 buffer: the middleware copies the message once (into its own history, synchronously: the buffer
 is free again when ``publish`` returns) and the GIL is released during the call. rcl is already
 loaded by rclpy (same library, same publisher handle, same checks inside rcl); when it cannot be
-reached (another rclpy layout, a non-glibc platform) the publisher falls back to
-``Publisher.publish(bytes)`` and says so in ``fallback_reason``.
+reached (another rclpy layout, a non-glibc platform), or when the environment sets
+``DAP_ROS_DIRECT_PUBLISH=0``, the publisher falls back to ``Publisher.publish(bytes)`` and says
+so in ``fallback_reason`` (the node logs it at start).
+
+The ctypes structure below mirrors ``rcl_serialized_message_t`` (``rcutils_uint8_array_t``:
+buffer, length, capacity, allocator), unchanged since ROS 2 Crystal.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import threading
 from typing import Any
 
 import numpy as np
+
+from dap_ros.ros.env import switched_off
 
 
 class _Allocator(ctypes.Structure):  # rcutils_allocator_t: unused by publishing, left zero
@@ -77,12 +83,17 @@ class CdrPublisher:
     The array may be a view into a larger, reused buffer: it is read during the call only.
     """
 
-    def __init__(self, publisher: Any, direct: bool = True) -> None:
+    def __init__(self, publisher: Any, direct: bool | None = None) -> None:
+        """``direct`` None: unless DAP_ROS_DIRECT_PUBLISH is 0/false/no/off."""
+        if direct is None:
+            direct = not switched_off("DAP_ROS_DIRECT_PUBLISH")
         self.publisher = publisher
         self._publish = _rcl_publish_function() if direct else None
         self.fallback_reason: str | None = None
-        if self._publish is None:
-            self.fallback_reason = _rcl_error or "direct publishing disabled"
+        if not direct:
+            self.fallback_reason = "direct publishing disabled (DAP_ROS_DIRECT_PUBLISH or direct=False)"
+        elif self._publish is None:
+            self.fallback_reason = _rcl_error
         elif not hasattr(publisher.handle, "pointer"):
             self._publish, self.fallback_reason = None, "rclpy publisher has no 'pointer' (another rclpy version)"
 

@@ -20,6 +20,8 @@ import ctypes.util
 import os
 import platform
 
+from dap_ros.ros.env import switched_off
+
 # <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -30,7 +32,7 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUN
 
 def tune_malloc_for_large_frames() -> str:
     """Apply the settings above; returns what was done, for the log."""
-    if os.environ.get("DAP_ROS_MALLOC_TUNING", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("DAP_ROS_MALLOC_TUNING"):
         return "malloc tuning disabled by DAP_ROS_MALLOC_TUNING"
     user = [name for name in _USER_SETTINGS if os.environ.get(name)]
     if user:

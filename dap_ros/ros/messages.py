@@ -5,13 +5,13 @@ into one with a memcpy, but walk a numpy array element by element (~80 ms for 1.
 section 5). ``_uint8_array`` fills one straight from the numpy buffer: a single memcpy, then the
 serializer's own copy. Reading goes the other way for free: ``np.frombuffer(msg.data)``.
 
-The node publishes its big outputs already serialized (``*_cdr`` functions, ``Publisher.publish``
-takes CDR ``bytes``): rclpy serializes the message with an empty ``data`` field (header, sizes,
-encoding, point fields: the layout stays rclpy's) and the payload is spliced in with one copy.
-The message path copies it into the array, the C message and the CDR buffer; this path into the
-bytes, rclpy's ``std::string`` and the middleware's buffer, with less Python work: 1.9 instead of
-2.7 ms to build and publish a 1920x960 depth image (warm caches). The output bag of
-``dap-ros eval-bag`` stores the same bytes.
+The node publishes its big outputs already serialized and written in place: rclpy serializes
+the message with an empty ``data`` field (header, sizes, encoding, point fields: the layout stays
+rclpy's), :func:`cdr_message` lays that out around an uninitialised payload in a reused buffer
+(:class:`CdrBuffers`), and the producer writes the payload there itself (the predictor the depth,
+:class:`PointCloudBuilder` the point record). :class:`dap_ros.ros.cdr_publish.CdrPublisher` hands
+the buffer to rcl, so the only copy of the payload is the middleware's. The ``*_cdr`` functions
+return the same messages as ``bytes`` (the output bag of ``dap-ros eval-bag``).
 
 Decoding raises :class:`InputRejected` with a short ``kind`` so the node can count and rate-limit
 log each kind of bad input separately.

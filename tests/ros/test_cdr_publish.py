@@ -74,3 +74,11 @@ def test_a_deactivated_lifecycle_publisher_sends_nothing(harness):
     harness.spin_until(lambda: len(received) == 1, 10.0, "the depth image sent while active")
     # reliable and in order: had the inactive one been sent, it would have arrived first
     assert np.frombuffer(received[0].data, np.float32)[0] == 2.0
+
+
+def test_direct_publishing_can_be_switched_off(harness, monkeypatch):
+    monkeypatch.setenv("DAP_ROS_DIRECT_PUBLISH", "off")
+    publisher = CdrPublisher(harness.helper.create_publisher(Image, "depth_env", harness.reliable()))
+    assert not publisher.direct and "DAP_ROS_DIRECT_PUBLISH" in publisher.fallback_reason
+    monkeypatch.setenv("DAP_ROS_DIRECT_PUBLISH", "1")
+    assert CdrPublisher(publisher.publisher).direct
