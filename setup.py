@@ -49,7 +49,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + ["dap_ros/assets/fastdds.xml"]),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("dap_ros/assets/fastdds*.xml")),
     ],
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

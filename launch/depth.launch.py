@@ -11,7 +11,7 @@ The params file holds every parameter; the launch arguments in ``PARAMETER_ARGUM
 it only when given (an empty default means "keep the file's value"), so editing the YAML keeps
 working when the launch file is used.
 
-The node gets ``FASTDDS_DEFAULT_PROFILES_FILE`` = the package's ``config/fastdds.xml`` (50 ms
+The node gets ``FASTDDS_DEFAULT_PROFILES_FILE`` = the package's ``config/fastdds.xml`` (10 ms
 heartbeats for its multi-MB reliable outputs, see docs/ros_node.md) unless the variable is already
 set in the environment or ``fastdds_profile:=''`` is given.
 """

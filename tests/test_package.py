@@ -51,6 +51,7 @@ def test_colcon_builds_and_installs_the_ros_layout(tmp_path):
     share = prefix / "share" / "dap_ros"
     assert (share / "package.xml").is_file()
     assert (share / "config" / "fastdds.xml").is_file()  # the Fast DDS profile for large messages
+    assert (share / "config" / "fastdds_low_latency.xml").is_file()  # and the opt-in one
     for rel in ("launch/depth.launch.py", "config/depth.yaml"):
         if (REPO / rel).exists():
             assert (share / rel).is_file(), rel

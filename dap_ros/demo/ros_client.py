@@ -41,7 +41,7 @@ def ros_environment(domain_id: int) -> Iterator[dict[str, str]]:
     yield the environment for the node's process."""
     keys = {"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_LOCALHOST_ONLY": None,
-            # a user's own Fast DDS profile wins; else ours (50 ms heartbeats: no 3 s repair stalls)
+            # a user's own Fast DDS profile wins; else ours (10 ms heartbeats: no 3 s repair stalls)
             "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(FASTDDS_PROFILE)}
     saved = {k: os.environ.get(k) for k in keys}
     try:

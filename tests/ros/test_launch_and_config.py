@@ -117,7 +117,7 @@ def test_launch_file_gives_the_node_the_shipped_fastdds_profile(monkeypatch):
     assert node.kwargs["additional_env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
     assert Path(profile).is_file()
     # the package installs that file where the default points (share/dap_ros/config/fastdds.xml)
-    assert "dap_ros/assets/fastdds.xml" in (REPO / "setup.py").read_text()
+    assert "dap_ros/assets/fastdds*.xml" in (REPO / "setup.py").read_text()
     node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile="")
     assert node.kwargs["additional_env"] == {}
     monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/mine.xml")  # the user's own choice wins
