@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -345,9 +345,14 @@ class DepthNode(LifecycleNode):
             future = helper.submit(self._build_and_publish, *jobs[0])
             jobs = jobs[1:]
         build = publish = 0.0
-        for job in jobs:
-            b, pub_s = self._build_and_publish(*job)
-            build, publish = build + b, publish + pub_s
+        try:
+            for job in jobs:
+                b, pub_s = self._build_and_publish(*job)
+                build, publish = build + b, publish + pub_s
+        except Exception:
+            if future is not None:  # the next frame reuses the buffers the helper is reading
+                wait([future])
+            raise
         if future is not None:
             t0 = time.perf_counter()
             _, helper_publish = future.result()

@@ -240,3 +240,37 @@ def test_compressed_input_jpeg_png_and_corrupt(harness, make_node, real_sample):
         harness.spin_until(lambda: sum(node.stats.rejected.values()) >= i + 1, 10.0, f"corrupt frame {i} counted")
     assert node.stats.rejected.get("corrupt", 0) >= 2
     send_until_outputs(harness, pub, encoded("JPEG"), collector, {"depth"})
+
+
+def test_a_failed_output_waits_for_the_point_cloud_thread(harness, make_node, real_sample, monkeypatch):
+    """The next frame reuses the message buffers: a failing output must not leave the helper
+    thread still building the point cloud when the frame ends."""
+    from dap_ros.ros import messages
+
+    node = make_node()
+    events: list[str] = []
+    mask_failed = threading.Event()
+    points_message_for = messages.points_message_for
+
+    def slow_points(*args, **kwargs):  # finishes only after the mask has failed
+        mask_failed.wait(10.0)
+        message = points_message_for(*args, **kwargs)
+        events.append("points built")
+        return message
+
+    def failing_mask(*args, **kwargs):
+        mask_failed.set()
+        raise RuntimeError("mask build failed")
+
+    monkeypatch.setattr(messages, "points_message_for", slow_points)
+    monkeypatch.setattr(messages, "mask_message", failing_mask)
+    fail = node._fail
+    monkeypatch.setattr(node, "_fail", lambda kind, message: (events.append(f"failed: {kind}"), fail(kind, message)))
+    OutputCollector(harness, {"points": PointCloud2, "range_mask": Image})
+    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
+    harness.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "input subscription")
+    harness.spin_until(lambda: all(node._pubs[k].get_subscription_count() for k in ("points", "range_mask")), 10.0,
+                       "output subscribers")
+    pub.publish(rgb_image_msg(real_sample, harness.next_stamp()))
+    harness.spin_until(lambda: "failed: output" in events, 20.0, "the output failure")
+    assert events[:2] == ["points built", "failed: output"]
