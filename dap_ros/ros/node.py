@@ -294,15 +294,15 @@ class DepthNode(LifecycleNode):
         size = tuple(rgb.shape[:2]) if p.output_size == "input" else tuple(predictor.input_size)
         wanted = self._subscribed_outputs(p)
         # the predictor writes the range straight into the depth message
-        depth = msgs.depth_message(header, size, self._buffers) if "depth" in wanted else None
+        depth, depth_pixels = msgs.depth_message(header, size, self._buffers) if "depth" in wanted else (None, None)
         try:
-            result = predictor.predict(rgb, size, range_out=None if depth is None else depth[1])
+            result = predictor.predict(rgb, size, range_out=depth_pixels)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame, keep going
             self._fail("model", f"inference failed, frame skipped: {type(exc).__name__}: {exc}")
             self._free_accelerator_memory()
             return
         try:
-            build_sec, publish_sec = self._publish_outputs(header, result, p, wanted, depth and depth[0])
+            build_sec, publish_sec = self._publish_outputs(header, result, p, wanted, depth)
         except Exception as exc:  # noqa: BLE001 - a failed output must not stop the next frame
             if not self.context.ok():
                 return  # shutting down (Ctrl-C): the publishers are already gone
@@ -323,7 +323,8 @@ class DepthNode(LifecycleNode):
         }
 
     def _publish_outputs(
-        self, header: Header, result: Any, p: prm.NodeParams, wanted: dict[str, CdrPublisher], depth: Any
+        self, header: Header, result: Any, p: prm.NodeParams, wanted: dict[str, CdrPublisher],
+        depth: msgs.CdrMessage | None,
     ) -> tuple[float, float]:
         """Build and publish the ``wanted`` outputs (``depth``: its message, already filled);
         returns (build s, publish s) of this thread's wall time.
