@@ -48,16 +48,20 @@ OUTPUTS = {"depth": Image, "range_mask": Image, "points": PointCloud2, "scan": L
 NAMESPACE = "/bench"
 
 
-def start_node(args: argparse.Namespace) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    params = {
-        "model_config": "tiny", "allow_random_weights": "true", "device": "cpu",
+def node_parameters(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "model_config": "tiny", "allow_random_weights": True, "device": "cpu",
         "input_height": args.network_height, "input_width": 2 * args.network_height,
-        "points.stride": 2, "points.rgb": "true", "publish_colorized": "false",
+        "points.stride": 2, "points.rgb": True, "publish_colorized": False,
         # random weights call every pixel out of range at 0.5: keep them in range so the point
         # cloud is full size (the expensive case)
         "mask_threshold": 0.3,
     }
+
+
+def start_node(args: argparse.Namespace) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in node_parameters(args).items()}
     cmd = [sys.executable, "-m", "dap_ros.node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
            "--params-file", str(REPO / "config" / "depth.yaml"), "--log-level", "warn"]
     for key, value in params.items():
@@ -90,6 +94,38 @@ def rss_mb(pid: int) -> float:
 def minor_faults(pid: int) -> int:
     """Minor page faults so far (/proc/PID/stat field 10): fresh multi-MB buffers fault per page."""
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def isolated_work(args: argparse.Namespace, frames: int = 30) -> dict[str, float]:
+    """The same-run anchor: the node's per-frame work done alone in this process, after the node
+    has stopped (same code, parameters and frame; no DDS, no client, one thread). Median ms of
+    preprocess, inference, postprocess and message building (mask, points, scan; the depth image
+    is written by postprocess)."""
+    import torch
+
+    from dap_ros.geometry import laser_scan
+    from dap_ros.pipeline import DepthPredictor
+    from dap_ros.ros import messages as msgs
+    from dap_ros.ros import params as prm
+    from dap_ros.ros.memory import tune_malloc_for_large_frames
+
+    tune_malloc_for_large_frames()  # as the node does
+    torch.manual_seed(0)
+    p = prm.NodeParams.from_values(node_parameters(args))
+    predictor = DepthPredictor.create(**p.predictor_options())
+    height, width = args.width // 2, args.width
+    rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffers, cloud, spec, header = msgs.CdrBuffers(), msgs.PointCloudBuilder(), p.scan_spec(), Header(frame_id="camera")
+    samples = []
+    for _ in range(frames + 3):  # the first frames warm up
+        _, pixels = msgs.depth_message(header, (height, width), buffers)
+        result = predictor.predict(rgb, (height, width), range_out=pixels)
+        t0 = time.perf_counter()
+        msgs.mask_message(header, result.in_range, buffers)
+        msgs.points_message_for(cloud, header, result, p, buffers)
+        msgs.scan_msg(header, laser_scan(result.range_m, spec, p.azimuth_offset_rad), spec)
+        samples.append({**result.timings, "build": time.perf_counter() - t0})
+    return {key: 1e3 * statistics.median(s[key] for s in samples[3:]) for key in samples[0]}
 
 
 class Bench:
@@ -215,7 +251,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         executor.shutdown()
-        rclpy.try_shutdown()
+    alone = isolated_work(args)
+    rclpy.try_shutdown()
 
     def diag_mean(key: str) -> float:
         values = [float(d[key]) for d in diag if key in d]
@@ -238,7 +275,16 @@ def main() -> int:
     stages = ("decode", "preprocess", "inference", "postprocess", "build", "publish")
     print("  node per-stage latency ms (mean): "
           + ", ".join(f"{s} {diag_mean(f'latency {s} (ms)'):.1f}" for s in stages))
-    print(f"  node overhead per frame excluding inference: {diag_mean('node overhead (ms)'):.1f} ms")
+    overhead = diag_mean("node overhead (ms)")
+    print(f"  node overhead per frame excluding inference: {overhead:.1f} ms mean; typical frame (p50) "
+          f"{diag_mean('node overhead p50 (ms)'):.1f} ms, slow frames (p95) {diag_mean('node overhead p95 (ms)'):.1f} ms "
+          "(per-50-frame-window percentiles from the node's diagnostics, averaged over the run)")
+    alone_overhead = alone["preprocess"] + alone["postprocess"] + alone["build"]
+    print(f"  anchor, same run (the same work alone, no DDS, one thread, median ms): preprocess {alone['preprocess']:.1f}, "
+          f"inference {alone['inference']:.1f}, postprocess {alone['postprocess']:.1f}, message build {alone['build']:.1f}")
+    print(f"  node overhead / anchor work without publishing: {overhead / alone_overhead:.2f}x "
+          f"({overhead:.1f} / {alone_overhead:.1f} ms); node inference / anchor inference: "
+          f"{diag_mean('latency inference (ms)') / alone['inference']:.2f}x")
     print(f"  node minor page faults per output frame: {faults / max(1, len(latencies)):.0f}")
     if rss:
         print(f"  node RSS MB: start {rss_start:.0f}, end {rss[-1]:.0f}, max {max(rss):.0f}")

@@ -6,6 +6,7 @@ access goes through one lock; the critical sections are a few appends.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -54,7 +55,9 @@ class Snapshot:
     input_rate: float
     output_rate: float
     stage_ms: dict[str, float]
-    overhead_ms: float
+    overhead_ms: float  # mean of the last LATENCY_WINDOW frames
+    overhead_p50_ms: float  # and its percentiles: the typical frame and the slow ones
+    overhead_p95_ms: float
     last_age_ms: float | None
     since_input_sec: float | None
     consecutive_failures: int
@@ -120,6 +123,8 @@ class NodeStats:
                 output_rate=self._out_rate.rate(now),
                 stage_ms={s: _mean_ms(v) for s, v in self._stages.items()},
                 overhead_ms=_mean_ms(self._overhead),
+                overhead_p50_ms=_percentile_ms(self._overhead, 50),
+                overhead_p95_ms=_percentile_ms(self._overhead, 95),
                 last_age_ms=None if self.last_age_sec is None else 1e3 * self.last_age_sec,
                 since_input_sec=None if self.last_input_time is None else now - self.last_input_time,
                 consecutive_failures=self.consecutive_failures,
@@ -130,6 +135,15 @@ class NodeStats:
 def _mean_ms(values: Iterable[float]) -> float:
     values = list(values)
     return 1e3 * sum(values) / len(values) if values else 0.0
+
+
+def _percentile_ms(values: Iterable[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` (0-100) in ms; 0 without values."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return 1e3 * ordered[rank - 1]
 
 
 def level_and_message(
@@ -161,6 +175,8 @@ def status_values(snap: Snapshot, info: dict[str, str]) -> list[tuple[str, str]]
     values += [(f"latency {stage} (ms)", f"{ms:.2f}") for stage, ms in snap.stage_ms.items()]
     values += [
         ("node overhead (ms)", f"{snap.overhead_ms:.2f}"),
+        ("node overhead p50 (ms)", f"{snap.overhead_p50_ms:.2f}"),
+        ("node overhead p95 (ms)", f"{snap.overhead_p95_ms:.2f}"),
         ("output age (ms)", "n/a" if snap.last_age_ms is None else f"{snap.last_age_ms:.1f}"),
         ("consecutive failures", str(snap.consecutive_failures)),
         ("last error", snap.last_error or "none"),

@@ -201,7 +201,8 @@ def test_diagnostics_content_and_stale_input_warning(harness, make_node, real_sa
     values = {kv.key: kv.value for kv in statuses[-1].values}
     for key in ("input rate (Hz)", "output rate (Hz)", "frames dropped (newest-only)", "latency decode (ms)",
                 "latency preprocess (ms)", "latency inference (ms)", "latency postprocess (ms)",
-                "latency build (ms)", "latency publish (ms)", "node overhead (ms)", "output age (ms)",
+                "latency build (ms)", "latency publish (ms)", "node overhead (ms)", "node overhead p50 (ms)",
+                "node overhead p95 (ms)", "output age (ms)",
                 "backend", "device", "precision", "model file", "last error"):
         assert key in values, key
     assert values["backend"] == "torch" and values["device"] == "cpu" and "RANDOM" in values["model file"]
