@@ -32,6 +32,8 @@ EXTRAS = {
     "eval": ["rosbags>=0.11,<0.12", "matplotlib>=3.7"],
     "train": ["matplotlib>=3.7", "tensorboard>=2.14"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "matplotlib>=3.7"],
+    # compiled point-cloud kernel for the node (dap_ros/ros/cloud_jit.py); numpy path without it
+    "fast": ["numba>=0.61"],
 }
 
 setup(

@@ -31,6 +31,7 @@ import numpy as np
 from dap_ros.errors import ImageError
 from dap_ros.geometry import LaserScanSpec, ray_directions
 from dap_ros.io.colorize import colorize_range
+from dap_ros.ros.env import switched_off
 
 # encoding -> (channels, index of R, G, B in a pixel; None = grey)
 ENCODINGS: dict[str, tuple[int, tuple[int, int, int] | None]] = {
@@ -371,6 +372,25 @@ def pack_rgb(colors: np.ndarray, out: np.ndarray) -> None:
     out |= colors[..., 2]
 
 
+_point_kernel: Any = None  # dap_ros.ros.cloud_jit once imported; False when numba is missing
+
+
+def point_kernel() -> Any:
+    """The compiled point-cloud kernels (``dap_ros.ros.cloud_jit``), or None: numba is not
+    installed (the ``fast`` extra) or ``DAP_ROS_JIT`` is 0. The numpy path gives the same bytes."""
+    global _point_kernel
+    if switched_off("DAP_ROS_JIT"):
+        return None
+    if _point_kernel is None:
+        try:
+            from dap_ros.ros import cloud_jit
+
+            _point_kernel = cloud_jit
+        except ImportError:
+            _point_kernel = False
+    return _point_kernel or None
+
+
 class PointCloudBuilder:
     """Range image (+ RGB) -> PointCloud2 in one pass over a (rows, cols, 3|4) float32 record.
 
@@ -417,14 +437,18 @@ class PointCloudBuilder:
         ``allocate(shape)`` supplies the writable float32 array the record is written into (a
         message's payload); by default a new array.
         """
-        sub = np.ascontiguousarray(range_m[::stride, ::stride], dtype=np.float32)
         rays = self.rays(range_m.shape[0], range_m.shape[1], stride, azimuth_offset_rad)
+        allocate = allocate or (lambda shape: np.empty(shape, dtype=np.float32))
+        kernel = point_kernel()
+        if kernel is not None and range_m.dtype == np.float32:
+            return kernel.point_record(range_m, rgb, rays, stride=stride, min_range=min_range, max_range=max_range,
+                                       organized=organized, allocate=allocate)
+        sub = np.ascontiguousarray(range_m[::stride, ::stride], dtype=np.float32)
         with np.errstate(invalid="ignore"):
             keep = (sub >= min_range) & (sub <= max_range)  # NaN compares False
             if math.isinf(max_range):
                 keep &= np.isfinite(sub)
         n_fields = 3 if rgb is None else 4
-        allocate = allocate or (lambda shape: np.empty(shape, dtype=np.float32))
         count = sub.size if organized else int(np.count_nonzero(keep))
         full = organized or count == sub.size  # written straight into the output
         grid_shape = sub.shape + (n_fields,)

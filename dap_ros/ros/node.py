@@ -171,11 +171,21 @@ class DepthNode(LifecycleNode):
             f"model ready: backend {predictor.backend}, device {predictor.device}, precision "
             f"{predictor.precision}, input {height}x{width}, weights {weights_description(predictor)}"
         )
+        self._warm_up_point_kernel(p)
         if getattr(predictor, "weights_source", "") == "embedded":
             from dap_ros.model.embedded import EMBEDDED_WARNING
 
             self.get_logger().warning(EMBEDDED_WARNING)
         return super().on_configure(state)
+
+    def _warm_up_point_kernel(self, p: prm.NodeParams) -> None:
+        """Compile the optional numba point-cloud kernel now rather than on the first frames."""
+        kernel = msgs.point_kernel() if p.points_enable else None
+        if kernel is None:
+            return
+        t0 = time.monotonic()
+        kernel.warm_up()
+        self.get_logger().info(f"point cloud kernel (numba) ready in {time.monotonic() - t0:.1f} s")
 
     def _report_startup_progress(self, message: str) -> None:
         """Progress of a long start-up step (TensorRT engine build): log and diagnostic."""

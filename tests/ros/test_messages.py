@@ -233,3 +233,43 @@ def test_in_place_messages_equal_the_messages_and_reuse_their_buffers(organized)
         assert deserialize_message(cloud.cdr.tobytes(), PointCloud2) == builder.build(header, depth, rgb, **options)
         addresses.append([buffers.get(key, 0).ctypes.data for key in ("depth", "range_mask", "colorized", "points")])
     assert addresses[0] == addresses[1] == addresses[2]  # no new storage frame after frame
+
+
+def _colour_layouts(rgb: np.ndarray) -> dict[str, np.ndarray | None]:
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    readonly = rgb.copy()
+    readonly.setflags(write=False)
+    return {
+        "rgb8": rgb, "bgr8 view": rgb[..., ::-1], "rgba8 view": rgba[..., :3], "read-only": readonly,
+        "mono broadcast": np.broadcast_to(rgb[..., :1], rgb.shape), "none": None,
+    }
+
+
+@pytest.mark.parametrize("organized", [False, True])
+@pytest.mark.parametrize("max_range", [15.0, math.inf])
+def test_compiled_point_kernel_gives_the_numpy_bytes(monkeypatch, organized, max_range):
+    """The optional numba kernel (the `fast` extra) must produce exactly the numpy path's record."""
+    pytest.importorskip("numba", reason="the fast extra (numba) is not installed")
+    rng = np.random.default_rng(8)
+    depth = rng.uniform(0.05, 30.0, (48, 96)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.1] = np.inf
+    depth[rng.random(depth.shape) < 0.05] = np.nan
+    rgb = rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)
+    builder = M.PointCloudBuilder()
+    options = dict(stride=2, min_range=0.2, max_range=max_range, organized=organized, azimuth_offset_rad=0.3)
+    for name, colours in _colour_layouts(rgb).items():
+        monkeypatch.setenv("DAP_ROS_JIT", "0")
+        assert M.point_kernel() is None
+        expected = builder.record(depth, colours, **options)
+        monkeypatch.setenv("DAP_ROS_JIT", "1")
+        assert M.point_kernel() is not None
+        got = builder.record(depth, colours, **options)
+        assert got.shape == expected.shape, name
+        assert got.tobytes() == expected.tobytes(), name  # NaN points included, bit for bit
+
+
+def test_point_kernel_warm_up_compiles_every_colour_layout():
+    cloud_jit = pytest.importorskip("dap_ros.ros.cloud_jit", reason="the fast extra (numba) is not installed")
+    cloud_jit.warm_up()
+    compiled = {str(sig) for sig in cloud_jit._fill_points.signatures}
+    assert len(compiled) >= 4, compiled  # C, strided, read-only C, read-only strided colours
