@@ -3,7 +3,7 @@
 Builds ``dap_ros.model.load_model(None, "vitl")`` (365.1 M parameters), then times batch-1
 inference under ``torch.inference_mode()``: ``--warmup`` untimed runs (default 1), then ``--runs``
 timed runs (default 3). Prints median / min ms per frame, peak resident memory, the machine, and
-the ratio to the DESIGN.md §6 anchor (official implementation, eager fp32, ~14,000 ms per frame on
+the ratio to the anchor of docs/benchmarks.md (official implementation, eager fp32, ~14,000 ms per frame on
 the 2-core CPU machines). Results are in docs/benchmarks.md.
 
 Usage:
@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-ANCHOR_MS = 14_000.0  # DESIGN.md §6: official DAP module, CPU, 2 cores, eager fp32, ms per frame
+ANCHOR_MS = 14_000.0  # docs/benchmarks.md: official DAP module, CPU, 2 cores, eager fp32, ms per frame
 PATCH = 16
 
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{1e3 / median:.3f} frames/s)")
     print(f"peak RSS {peak:,.0f} MiB (ru_maxrss); +{peak - rss_before:,.0f} MiB over the "
           f"{rss_before:,.0f} MiB before building the model ({rss_start:,.0f} MiB before importing torch)")
-    print(f"ratio to the DESIGN.md anchor (official, eager fp32, 2 cores, {ANCHOR_MS:,.0f} ms): "
+    print(f"ratio to the anchor (official, eager fp32, 2 cores, {ANCHOR_MS:,.0f} ms): "
           f"{median / ANCHOR_MS:.3f}x the time ({ANCHOR_MS / median:.2f}x as fast)")
     print(f"load average after: {load_average()}")
 

@@ -7,7 +7,7 @@ Random ViT-L weights, batch 1, 512x1024. End-to-end = uint8 RGB in host memory -
 range mask in host memory (DepthPredictor: upload, resize/normalize, network, metres/mask, download).
 
 Variants: the official-equivalent eager fp16 forward (network .half(), no graphs; forward alone, the
-35.2 ms anchor of DESIGN.md section 6, and end-to-end), our torch fp16 end-to-end, fp16 + CUDA graph,
+35.2 ms anchor of docs/benchmarks.md, and end-to-end), our torch fp16 end-to-end, fp16 + CUDA graph,
 the mixed-precision recipe of the TensorRT export (fp32 LayerNorm/softmax/RoPE/residuals) + CUDA graph,
 and (opt-in, --compile, in a subprocess with a time cap) torch.compile + CUDA graph. Accuracy of each
 against fp32 (median relative depth error over valid pixels, mask agreement, NaN count) on random
@@ -26,6 +26,7 @@ import platform
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ from dap_ros.deploy.accuracy import compare_outputs  # noqa: E402
 from dap_ros.deploy.mixed_precision import mixed_precision_copy  # noqa: E402
 from dap_ros.model import load_model  # noqa: E402
 from dap_ros.pipeline import DepthPredictor, Preprocessor  # noqa: E402
-from dap_ros.pipeline.backends import TorchRunner  # noqa: E402
+from dap_ros.runtime.torch_runner import TorchRunner  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -113,7 +114,7 @@ def run_variant(name, make_runner, args, device, size, frames, reference, result
     t0 = time.perf_counter()
     try:
         runner = make_runner()
-        predictor = DepthPredictor(None, device=device, dtype=runner.input_dtype, input_size=size, runner=runner)
+        predictor = DepthPredictor(runner, input_size=size)
         predictor.predict(frames["random"])
         sync(device)
         startup = time.perf_counter() - t0
@@ -122,7 +123,7 @@ def run_variant(name, make_runner, args, device, size, frames, reference, result
             metrics = compare_outputs(network_outputs(runner, frame, size, device, runner.input_dtype), reference[key])
             row[f"accuracy_{key}"] = metrics
         row["peak_gpu_gib"] = peak_gib(device)
-    except Exception as exc:  # one failing variant must not lose the others' numbers
+    except Exception as exc:  # noqa: BLE001 - one failing variant must not lose the others' numbers
         row = {"variant": name, "error": f"{type(exc).__name__}: {exc}"}
     results.append(row)
     print(f"  {name}: " + (f"e2e p50 {row['end_to_end']['p50_ms']:.2f} ms" if "error" not in row else row["error"]),
@@ -161,7 +162,7 @@ def main() -> int:
     if args.only_compile:  # child process of --compile
         t0 = time.perf_counter()
         runner = TorchRunner(model32.half(), device, half, cuda_graph=device.type == "cuda", compile=True)
-        predictor = DepthPredictor(None, device=device, dtype=half, input_size=size, runner=runner)
+        predictor = DepthPredictor(runner, input_size=size)
         predictor.predict(frames["random"])
         sync(device)
         row = {"variant": "torch fp16 + torch.compile" + (" + CUDA graph" if device.type == "cuda" else ""),
@@ -175,7 +176,7 @@ def main() -> int:
     reference = {k: network_outputs(fp32_runner, f, size, device, torch.float32) for k, f in frames.items()}
     results: list[dict] = []
 
-    # Official-equivalent: the network .half(), eager, forward alone (DESIGN.md section 6 anchor).
+    # Official-equivalent: the network .half(), eager, forward alone (docs/benchmarks.md anchor).
     model16 = load_model(None, args.config, device=device)
     model16.load_state_dict(model32.state_dict())
     model16 = model16.half().eval()
@@ -186,23 +187,23 @@ def main() -> int:
     results.append(eager)
     print(f"  eager fp16 forward: p50 {eager['forward']['p50_ms']:.2f} ms", flush=True)
 
-    run_variant("eager fp16 end-to-end (ours, no graph)", lambda: TorchRunner(model16, device, half),
+    run_variant("eager fp16 end-to-end (ours, no graph)", partial(TorchRunner, model16, device, half),
                 args, device, size, frames, reference, results)
     if device.type == "cuda":
-        run_variant("torch fp16 + CUDA graph", lambda: TorchRunner(model16, device, half, cuda_graph=True),
+        run_variant("torch fp16 + CUDA graph", partial(TorchRunner, model16, device, half, cuda_graph=True),
                     args, device, size, frames, reference, results)
-    mixed = mixed_precision_copy(model32)
+    del model16
     run_variant("mixed-precision recipe (fp32 islands)" + (" + CUDA graph" if device.type == "cuda" else ""),
-                lambda: TorchRunner(mixed, device, torch.float32, cuda_graph=device.type == "cuda"),
+                partial(TorchRunner, mixed_precision_copy(model32), device, torch.float32,
+                        cuda_graph=device.type == "cuda"),
                 args, device, size, frames, reference, results)
-    del mixed, model16
     if args.compile:
         cmd = [sys.executable, __file__, "--only-compile", "--device", args.device, "--config", args.config,
                "--height", str(args.height), "--width", str(args.width), "--iters", str(args.iters),
                "--warmup", str(args.warmup)]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("COMPILE_RESULT ")), None)
+            line = next((x for x in done.stdout.splitlines() if x.startswith("COMPILE_RESULT ")), None)
             row = json.loads(line[len("COMPILE_RESULT "):]) if line else {
                 "variant": "torch.compile", "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
         except subprocess.TimeoutExpired:
@@ -210,7 +211,8 @@ def main() -> int:
         results.append(row)
 
     anchor = eager["forward"]["p50_ms"]
-    print("\n| variant | e2e p50 ms | e2e p95 ms | x vs eager fwd | rel err random | rel err image | NaN | peak GiB | start-up s |")
+    print("\n| variant | e2e p50 ms | e2e p95 ms | x vs eager fwd | rel err random | rel err image | NaN | peak GiB "
+          "| start-up s |")
     print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
     print(f"| {eager['variant']} | {anchor:.2f} (fwd) | {eager['forward']['p95_ms']:.2f} (fwd) | 1.00 | | | | "
           f"{eager['peak_gpu_gib'] or 0:.2f} | |")
@@ -219,9 +221,10 @@ def main() -> int:
             print(f"| {row['variant']} | error: {row['error']} | | | | | | | |")
             continue
         e2e = row["end_to_end"]
-        rel = lambda k: f"{row[k]['depth_median_rel']:.1e}" if k in row else "-"  # noqa: E731
+        rel = {k: f"{row[k]['depth_median_rel']:.1e}" if k in row else "-"
+               for k in ("accuracy_random", "accuracy_image")}
         print(f"| {row['variant']} | {e2e['p50_ms']:.2f} | {e2e['p95_ms']:.2f} | {anchor / e2e['p50_ms']:.2f} | "
-              f"{rel('accuracy_random')} | {rel('accuracy_image')} | {row['nan_in_output']} | "
+              f"{rel['accuracy_random']} | {rel['accuracy_image']} | {row['nan_in_output']} | "
               f"{row.get('peak_gpu_gib') or 0:.2f} | {row['startup_s']:.1f} |")
     report = {
         "config": args.config, "size": list(size), "device": str(device),

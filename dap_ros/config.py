@@ -1,11 +1,11 @@
-"""The DAP architecture config (DESIGN.md section 2): presets and JSON files, validated."""
+"""The DAP architecture config (docs/conventions.md, "Architecture config"): presets and JSON files, validated."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from dap_ros.errors import ConfigError
 
@@ -14,7 +14,7 @@ PRESETS_PACKAGE = "dap_ros.presets"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of a DAP network; the keys match the JSON files of DESIGN.md section 2."""
+    """Hyper-parameters of a DAP network; the keys of docs/conventions.md, "Architecture config"."""
 
     patch_size: int
     embed_dim: int
@@ -65,7 +65,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
@@ -108,7 +108,7 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-ConfigLike = Union[str, Path, ModelConfig, dict]
+ConfigLike = str | Path | ModelConfig | dict
 
 
 def resolve_config(config: ConfigLike) -> ModelConfig:
@@ -125,7 +125,7 @@ def resolve_config(config: ConfigLike) -> ModelConfig:
     if not path.suffix == ".json" and not path.exists():
         raise ConfigError(
             f"unknown model config '{text}': use a preset ({', '.join(preset_names())}) "
-            "or the path of a JSON file with the keys of DESIGN.md section 2"
+            "or the path of a JSON file with the architecture keys (docs/conventions.md)"
         )
     if not path.is_file():
         raise ConfigError(f"model config file not found: {path}")

@@ -15,3 +15,23 @@ class CheckpointError(DapError):
 
 class ImageError(DapError, ValueError):
     """An input image cannot be used (unreadable, empty, wrong aspect ratio, unknown encoding)."""
+
+
+class BackendUnavailableError(ConfigError):
+    """A requested inference backend or execution provider is not available on this machine."""
+
+
+class ExportError(DapError):
+    """ONNX export failed or the exported graph failed its verification."""
+
+
+class EngineError(DapError):
+    """A TensorRT engine cannot be built, read or used."""
+
+
+class EngineMismatchError(EngineError):
+    """An engine was built for another GPU, TensorRT version, ONNX file, precision or shape."""
+
+
+class AccuracyGateError(EngineError):
+    """A freshly built engine disagrees with the ONNX Runtime float32 reference beyond tolerance."""

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from dap_ros.cli.main import main as cli_main
-from dap_ros.deploy import BackendUnavailableError
 from dap_ros.deploy.onnx_export import export_onnx
-from dap_ros.errors import ConfigError, DapError
+from dap_ros.errors import BackendUnavailableError, ConfigError, DapError
 from dap_ros.model import load_model
-from dap_ros.pipeline import Capabilities, DepthPredictor, choose_backend
-from dap_ros.pipeline.backends import OnnxRuntimeRunner, TorchRunner
+from dap_ros.pipeline import DepthPredictor
+from dap_ros.runtime import Capabilities, choose_backend
+from dap_ros.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from dap_ros.runtime.torch_runner import TorchRunner
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 64, 128
@@ -82,8 +83,8 @@ def test_onnxruntime_predictor_matches_torch_predictor(exported):
     model, path = exported
     ort_pred = DepthPredictor.create(None, "tiny", backend="onnxruntime", onnx=path, input_size=(H, W))
     assert (ort_pred.backend, ort_pred.precision, str(ort_pred.device)) == ("onnxruntime", "fp32", "cpu")
-    assert ort_pred.checkpoint == str(path) and ort_pred.input_size == (H, W)
-    torch_pred = DepthPredictor(model, device=torch.device("cpu"), dtype=torch.float32, input_size=(H, W))
+    assert ort_pred.weights.path == str(path) and ort_pred.input_size == (H, W)
+    torch_pred = DepthPredictor(TorchRunner(model, torch.device("cpu"), torch.float32), input_size=(H, W))
     rgb = np.random.default_rng(3).integers(0, 256, (2 * H, 2 * W, 3), dtype=np.uint8)
     a, b = ort_pred.predict(rgb), torch_pred.predict(rgb)
     assert a.range_m.shape == (2 * H, 2 * W)
@@ -102,7 +103,7 @@ def test_auto_on_this_cpu_machine_uses_onnxruntime_with_a_graph(exported, caplog
     assert pred.backend == "onnxruntime"
     assert "onnxruntime on the CPU" in caplog.text and "not tensorrt" in caplog.text
     pred = DepthPredictor.create(None, "tiny", backend="auto", device="auto", input_size=(H, W), allow_random=True)
-    assert pred.backend == "torch" and pred.model is not None
+    assert pred.backend == "torch" and pred.runner.model is not None
 
 
 def test_deployed_predictor_errors(exported, tmp_path):
@@ -131,7 +132,7 @@ def test_existing_create_keywords_and_attributes_still_work():
     pred = DepthPredictor.create(None, model_config="tiny", device="cpu", precision="fp32", input_size=(H, W),
                                  normalization="imagenet", mask_threshold=0.4, max_range=50.0, allow_random=True)
     assert (pred.backend, pred.precision, str(pred.device)) == ("torch", "fp32", "cpu")
-    assert (pred.mask_threshold, pred.max_range, pred.checkpoint, pred.input_size) == (0.4, 50.0, None, (H, W))
+    assert (pred.mask_threshold, pred.max_range, pred.weights.path, pred.input_size) == (0.4, 50.0, None, (H, W))
     assert isinstance(pred.runner, TorchRunner) and pred.runner.describe() == "torch fp32 on cpu"
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dap_ros.cli.main import main as cli_main
-from dap_ros.deploy import EngineError, EngineMismatchError, accuracy
+from dap_ros.deploy import accuracy
 from dap_ros.deploy.engine_cache import (
     CACHE_ENV,
     EngineEnvironment,
@@ -19,6 +19,7 @@ from dap_ros.deploy.engine_cache import (
     sha256_file,
     sidecar_path,
 )
+from dap_ros.errors import EngineError, EngineMismatchError
 
 ENV = EngineEnvironment("10.3.0", "Orin (nvgpu)", "8.7")
 SHAPE = [1, 3, 512, 1024]
@@ -44,7 +45,8 @@ def make_engine(path, onnx_file, env=ENV, precision="fp16", shapes=None):
 def test_sidecar_round_trip_and_match(tmp_path, onnx_file):
     engine = make_engine(tmp_path / "a.engine", onnx_file)
     data = json.loads(sidecar_path(engine).read_text())
-    assert {"onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision", "input_shapes"} <= set(data)
+    keys = {"onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision", "input_shapes"}
+    assert keys <= set(data)
     sidecar = check_engine(engine, ENV, onnx_path=onnx_file, precision="fp16", input_shape=tuple(SHAPE))
     assert sidecar.environment == ENV and sidecar.precision == "fp16"
 
@@ -69,7 +71,8 @@ def test_mismatch_says_what_and_how_to_rebuild(tmp_path, onnx_file, env, kwargs,
 
 
 def test_dynamic_profile_accepts_shapes_inside(tmp_path, onnx_file):
-    engine = make_engine(tmp_path / "d.engine", onnx_file, shapes=[[1, 3, 512, 1024], [4, 3, 512, 1024], [4, 3, 512, 1024]])
+    engine = make_engine(tmp_path / "d.engine", onnx_file,
+                         shapes=[[1, 3, 512, 1024], [4, 3, 512, 1024], [4, 3, 512, 1024]])
     check_engine(engine, ENV, input_shape=(1, 3, 512, 1024))
     with pytest.raises(EngineMismatchError):
         check_engine(engine, ENV, input_shape=(8, 3, 512, 1024))
@@ -156,12 +159,15 @@ def test_accuracy_gate_metrics_and_tolerances():
     assert accuracy.failures(m, accuracy.MIXED_FP16) == []
     assert any("max|diff|" in f for f in accuracy.failures(m, accuracy.ENGINE_FP32))
     far = _outputs(depth * 1.05, mask)
-    assert any("median relative depth error" in f for f in accuracy.failures(accuracy.compare_outputs(far, ref), accuracy.MIXED_FP16))
+    def mixed_failures(test):
+        return accuracy.failures(accuracy.compare_outputs(test, ref), accuracy.MIXED_FP16)
+
+    assert any("median relative depth error" in f for f in mixed_failures(far))
     flipped = _outputs(depth, 1.0 - mask)
-    assert any("mask agreement" in f for f in accuracy.failures(accuracy.compare_outputs(flipped, ref), accuracy.MIXED_FP16))
+    assert any("mask agreement" in f for f in mixed_failures(flipped))
     nan = depth.copy()
     nan[0, 0, 0, 0] = np.nan
-    assert any("NaN" in f for f in accuracy.failures(accuracy.compare_outputs(_outputs(nan, mask), ref), accuracy.MIXED_FP16))
+    assert any("NaN" in f for f in mixed_failures(_outputs(nan, mask)))
 
 
 def test_build_engine_without_tensorrt_is_one_clear_line(tmp_path, capsys):
@@ -183,7 +189,8 @@ def test_build_engine_without_tensorrt_is_one_clear_line(tmp_path, capsys):
 # --- TensorRT itself: only where it imports and a GPU exists ------------------------------------
 
 def _tensorrt_or_skip():
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (DESIGN.md section 5: not installable here)")
+    trt = pytest.importorskip(
+        "tensorrt", reason="TensorRT is not installed (docs/deployment.md: not installable on the CI machines)")
     import torch
 
     if not torch.cuda.is_available():
@@ -199,8 +206,8 @@ def test_tensorrt_build_gate_sidecar_and_run(tmp_path, fp16):
     from dap_ros.deploy.engine_cache import detect_environment
     from dap_ros.deploy.onnx_export import export_onnx
     from dap_ros.deploy.trt_build import build_engine
-    from dap_ros.deploy.trt_runtime import TensorRTRunner
     from dap_ros.model import load_model
+    from dap_ros.runtime.tensorrt_runner import TensorRTRunner
 
     torch.manual_seed(0)
     onnx_path = tmp_path / "tiny.onnx"
@@ -212,8 +219,9 @@ def test_tensorrt_build_gate_sidecar_and_run(tmp_path, fp16):
     check_engine(engine, env, onnx_path=onnx_path, precision=sidecar.precision, input_shape=(1, 3, 64, 128))
     ref = np.load(str(onnx_path) + ".ref.npz")
     for graph in (False, True):
-        runner = TensorRTRunner(engine, torch.device("cuda"), cuda_graph=graph)
-        out = runner(torch.from_numpy(ref["input"]).cuda())
+        runner = TensorRTRunner(engine, torch.device("cuda"), sidecar.precision, cuda_graph=graph)
+        out = dict(zip(accuracy.OUTPUTS, runner(torch.from_numpy(ref["input"]).cuda())))
         torch.cuda.synchronize()
         test = {k: out[k].float().cpu().numpy() for k in accuracy.OUTPUTS}
-        assert accuracy.failures(accuracy.compare_outputs(test, ref), accuracy.tolerance_for(sidecar.precision, True)) == []
+        tolerance = accuracy.tolerance_for(sidecar.precision, True)
+        assert accuracy.failures(accuracy.compare_outputs(test, ref), tolerance) == []

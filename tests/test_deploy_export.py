@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from dap_ros.deploy import ExportError, accuracy
+from dap_ros.deploy import accuracy
 from dap_ros.deploy.graph_check import (
     CONTROL_FLOW_OPS,
     TENSORRT_ONNX_OPS,
@@ -19,8 +19,10 @@ from dap_ros.deploy.graph_check import (
     precision_audit,
     tensor_types,
 )
-from dap_ros.deploy.onnx_export import export_onnx, graph_io, read_metadata, run_onnxruntime
+from dap_ros.deploy.onnx_export import export_onnx, run_onnxruntime
+from dap_ros.errors import ExportError
 from dap_ros.model import load_model
+from dap_ros.runtime.exported import graph_io, read_metadata
 
 H, W = 64, 128
 
@@ -45,7 +47,7 @@ def fp16_export(tiny_model, tmp_path_factory):
 
 def test_reference_op_list_matches_the_shared_table(reference_dir):
     lines = (reference_dir / "tensorrt_onnx_ops.txt").read_text().splitlines()
-    assert TENSORRT_ONNX_OPS == {l.strip() for l in lines if l.strip() and not l.startswith("#")}
+    assert TENSORRT_ONNX_OPS == {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def test_exported_op_types_are_tensorrt_ops_without_control_flow(fp32_export, reference_dir):
@@ -53,7 +55,7 @@ def test_exported_op_types_are_tensorrt_ops_without_control_flow(fp32_export, re
     ops = op_types(model)
     print("op types:", dict(sorted(ops.items())))
     lines = (reference_dir / "tensorrt_onnx_ops.txt").read_text().splitlines()
-    supported = {l.strip() for l in lines if l.strip() and not l.startswith("#")}
+    supported = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert set(ops) <= supported
     assert not set(ops) & CONTROL_FLOW_OPS
     assert graph_problems(model) == []
@@ -75,7 +77,8 @@ def test_graph_io_names_shapes_and_metadata(fp32_export):
 
 def test_onnxruntime_matches_pytorch_fp32(fp32_export, tiny_model):
     parity = fp32_export.parity
-    print(f"ORT vs torch fp32 max|diff|: depth {parity['pred_depth_max_abs']:.2e} mask {parity['pred_mask_max_abs']:.2e}")
+    print(f"ORT vs torch fp32 max|diff|: depth {parity['pred_depth_max_abs']:.2e} "
+          f"mask {parity['pred_mask_max_abs']:.2e}")
     assert parity["pred_depth_max_abs"] <= 1e-4 and parity["pred_mask_max_abs"] <= 1e-4
     ref = np.load(fp32_export.reference)
     assert ref["input"].shape == (1, 3, H, W) and ref["pred_depth"].shape == (1, 1, H, W)

@@ -31,7 +31,7 @@ def test_files_config_and_size(files):
     weights, config = files
     assert weights.stat().st_size <= MAX_BYTES
     data = json.loads(config.read_text())
-    cfg = resolve_config(str(config))  # DESIGN.md section 2 keys only, validated
+    cfg = resolve_config(str(config))  # architecture keys only (docs/conventions.md), validated
     assert cfg.to_dict() == {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
     info = embedded_model()
     assert info.input_size[1] == 2 * info.input_size[0] and info.input_size[0] % cfg.patch_size == 0

@@ -159,7 +159,7 @@ def test_safetensors_checkpoint(parity, official_state, tmp_path):
 
 def test_vitl_preset_matches_the_released_layout(reference_dir, tmp_path):
     """A random checkpoint written in the released layout (incl. the duplicated block entries)
-    loads with zero missing or unexpected tensors; parameter counts match DESIGN.md."""
+    loads with zero missing or unexpected tensors; parameter counts match the released model (docs/conventions.md)."""
     rows = [line.split("\t") for line in (reference_dir / "dap_vitl_state_dict.tsv").read_text().splitlines()]
     assert len(rows) == 858
     model = build_model("vitl")

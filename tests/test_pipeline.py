@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dap_ros.errors import ConfigError, ImageError
-from dap_ros.pipeline import IMAGENET_MEAN, IMAGENET_STD, DepthPredictor, Preprocessor, postprocess
+from dap_ros.pipeline import DepthPredictor, Preprocessor, postprocess
+from dap_ros.settings import IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,8 @@ def predictor():
 
 
 def _outputs(depth, mask):
-    return torch.as_tensor(depth, dtype=torch.float32)[None, None], torch.as_tensor(mask, dtype=torch.float32)[None, None]
+    as_map = lambda a: torch.as_tensor(a, dtype=torch.float32)[None, None]  # noqa: E731
+    return as_map(depth), as_map(mask)
 
 
 def test_units_mask_rule_and_rep117_values():
@@ -92,7 +94,7 @@ def test_predictor_matches_the_network_at_network_size(predictor):
     rgb = np.random.default_rng(1).integers(0, 255, (64, 128, 3), dtype=np.uint8)
     result = predictor.predict(rgb)
     with torch.no_grad():
-        out = predictor.model(predictor.preprocessor(rgb))
+        out = predictor.runner.model(predictor.preprocessor(rgb))
     expected = out["pred_depth"][0, 0].numpy() * 100
     valid = (1 - out["pred_mask"][0, 0].numpy()) > 0.5
     assert np.allclose(result.range_m[valid], expected[valid], rtol=1e-6)
@@ -147,7 +149,7 @@ def test_bad_images_are_image_errors(predictor):
 
 def test_native_input_size_and_weights_source():
     predictor = DepthPredictor.create(None, "tiny", allow_random=True)
-    assert predictor.input_size == (512, 1024) and predictor.weights_source == "random"
+    assert predictor.input_size == (512, 1024) and predictor.weights.kind == "random"
 
 
 @pytest.mark.parametrize("case", ["all_in_range_resized", "mixed_resized", "non_finite_resized", "network_size"])

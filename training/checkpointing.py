@@ -12,8 +12,9 @@ import json
 import os
 import random
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,7 +163,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def export_official(model_state: Mapping[str, Tensor], path: str | Path, model_config: dict | None = None) -> Path:
     """Write the weights as a plain state dict in the released layout (what ``model.pth`` holds);
-    ``model_config`` is written beside it as ``<stem>.json`` (DESIGN.md section 2) when given."""
+    ``model_config`` is written beside it as ``<stem>.json`` (docs/conventions.md) when given."""
     path = atomic_save(to_official_state_dict(model_state), path)
     if model_config is not None:
         atomic_write_text(json.dumps(model_config, indent=2) + "\n", path.with_suffix(".json"))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -26,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "resume": "auto",  # auto: resume from out_dir/checkpoints if present | never | path to a checkpoint
     },
     "model": {
-        "config": "tiny",  # preset name (vitl, tiny), JSON path, or an inline mapping (DESIGN.md section 2)
+        "config": "tiny",  # preset name (vitl, tiny), JSON path, or an inline mapping (docs/conventions.md)
         "init": "random",  # random | dinov3 (backbone file) | dap (released checkpoint, strict) | checkpoint (ours)
         "checkpoint": None,  # the file for init dinov3 / dap / checkpoint
         "gradient_checkpointing": False,

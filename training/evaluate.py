@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics
+from dap_ros.settings import DEPTH_SCALE_M
 from training.distributed import DistInfo, ShardSampler, all_gather_objects
-
-MAX_RANGE_M = 100.0
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -41,10 +40,10 @@ def to_metric_arrays(pred: dict[str, torch.Tensor], batch: dict[str, Any], index
                      mask_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(prediction, ground truth) of sample ``index`` in metres, with the conventions of
     dap_ros.evaluation.metrics (+Inf beyond range, NaN unknown)."""
-    depth = pred["pred_depth"][index, 0].float().cpu().numpy().astype(np.float64) * MAX_RANGE_M
+    depth = pred["pred_depth"][index, 0].float().cpu().numpy().astype(np.float64) * DEPTH_SCALE_M
     in_range = (1.0 - pred["pred_mask"][index, 0].float().cpu().numpy()) > mask_threshold
     pred_m = np.where(in_range, depth, np.inf)
-    gt = batch["depth"][index, 0].float().cpu().numpy().astype(np.float64) * MAX_RANGE_M
+    gt = batch["depth"][index, 0].float().cpu().numpy().astype(np.float64) * DEPTH_SCALE_M
     valid = batch["valid"][index, 0].cpu().numpy().astype(bool)
     beyond = batch["beyond"][index, 0].cpu().numpy() > 0.5
     gt_m = np.where(valid, gt, np.where(beyond, np.inf, np.nan))
@@ -80,11 +79,10 @@ def evaluate_model(
             pred = model(image)
         for i in range(image.shape[0]):
             pred_m, gt_m = to_metric_arrays(pred, batch, i)
-            frames.append(frame_metrics(pred_m, gt_m, MAX_RANGE_M, error_bins=None))
+            frames.append(frame_metrics(pred_m, gt_m, DEPTH_SCALE_M, error_bins=None))
             if len(panels) < num_images:
-                panels.append(
-                    (batch["image"][i], pred["pred_depth"][i], pred["pred_mask"][i], batch["depth"][i], batch["valid"][i])
-                )
+                panels.append((batch["image"][i], pred["pred_depth"][i], pred["pred_mask"][i],
+                               batch["depth"][i], batch["valid"][i]))
     model.train(was_training)
     accumulator = MetricsAccumulator(error_bins=None)
     for rank_frames in all_gather_objects(frames, dist):

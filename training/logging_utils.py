@@ -6,13 +6,14 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from dap_ros.pipeline.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from dap_ros.settings import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("training")
 

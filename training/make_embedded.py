@@ -10,7 +10,7 @@ Steps:
 1. take the final checkpoint of the run; compare its raw and EMA weights on the run's validation
    set (data.val, seed 9001; never the test sets) and keep the better by AbsRel;
 2. write ``model.safetensors`` (native parameter names, fp16 weights, fp32 buffers; loadable with
-   ``dap_ros.model.load_model`` strictly), ``config.json`` (DESIGN.md section 2 keys only) and
+   ``dap_ros.model.load_model`` strictly), ``config.json`` (architecture keys only, docs/conventions.md) and
    ``training.json`` (input size, run, step, selection) into ``--out``;
 3. evaluate the packaged file (through ``load_model``, as the node uses it) on the held-out
    synthetic test sets (data seeds 424242 indoor and 525252 outdoor, never used in training or
@@ -95,7 +95,8 @@ def write_package(state: dict, model_config: dict, out: Path, info: dict, fp16: 
         tensors[k] = v.clone()
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "model.safetensors"
-    save_file(tensors, str(weights), metadata={"format": "dap_ros native names", "dtype": "float16" if fp16 else "float32"})
+    save_file(tensors, str(weights),
+              metadata={"format": "dap_ros native names", "dtype": "float16" if fp16 else "float32"})
     weights.chmod(0o644)  # safetensors writes 0600; the file is package data
     (out / "config.json").write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -109,7 +110,8 @@ def real_sample_metrics(model, folder: Path, input_size: tuple[int, int]) -> dic
 
     from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics, resize_nearest
     from dap_ros.io import read_exr_depth
-    from dap_ros.pipeline.predictor import DepthPredictor
+    from dap_ros.pipeline import DepthPredictor
+    from dap_ros.runtime.torch_runner import TorchRunner
 
     rgb_path, gt_path = folder / "matterport3d_rgb.png", folder / "matterport3d_depth.exr"
     if not (rgb_path.is_file() and gt_path.is_file()):
@@ -117,7 +119,7 @@ def real_sample_metrics(model, folder: Path, input_size: tuple[int, int]) -> dic
         return None
     rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
     gt = read_exr_depth(gt_path).astype(np.float64)
-    predictor = DepthPredictor(model, device=torch.device("cpu"), dtype=torch.float32, input_size=input_size)
+    predictor = DepthPredictor(TorchRunner(model, torch.device("cpu"), torch.float32), input_size=input_size)
     pred = predictor.predict(rgb)
     depth = np.asarray(pred.range_m if hasattr(pred, "range_m") else pred["range_m"], dtype=np.float64)
     if depth.shape != gt.shape:
@@ -174,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     real = real_sample_metrics(model, args.real_sample, (height, width))
     if real is not None:
         results["real_sample"] = real
-        print(f"real sample (Matterport3D): AbsRel {real['metric']['abs_rel']:.3f}, delta1 {real['metric']['delta1']:.3f}; "
-              f"median-aligned AbsRel {real['median_aligned']['abs_rel']:.3f}, delta1 {real['median_aligned']['delta1']:.3f} "
+        metric, aligned = real["metric"], real["median_aligned"]
+        print(f"real sample (Matterport3D): AbsRel {metric['abs_rel']:.3f}, delta1 {metric['delta1']:.3f}; "
+              f"median-aligned AbsRel {aligned['abs_rel']:.3f}, delta1 {aligned['delta1']:.3f} "
               f"(scale {real['median_scale']:.2f})", flush=True)
     results["eval_seconds"] = time.time() - t0
     (args.out / "eval_metrics.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

@@ -63,18 +63,9 @@ def init_weights(model: torch.nn.Module, model_cfg: Config) -> str:
         return f"all weights from {path}"
     # dinov3: a DINOv3 ViT file, keys = the official core.pretrained.model.* without that prefix
     state = ckpt.dinov3_backbone_state(read_state_dict(path))
-    expected = {k for k in model.state_dict() if k.startswith("backbone.")}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    mismatched = sorted(k for k in expected & set(state) if state[k].shape != model.state_dict()[k].shape)
-    if missing or unexpected or mismatched:
-        raise TrainConfigError(
-            f"model.checkpoint {path} is not a DINOv3 backbone of this architecture: "
-            f"missing {missing[:4]}, unexpected {unexpected[:4]}, shape mismatch {mismatched[:4]}"
-        )
-    model.load_state_dict(state, strict=False)
-    for module in model.modules():  # RoPE tables depend on the periods buffer
-        if isinstance(getattr(module, "_cache", None), dict):
-            module._cache.clear()
+    backbone = {k[len("backbone."):]: v for k, v in state.items()}
+    load_state_dict_strict(model.backbone, backbone, source=f"model.checkpoint {path}",
+                           hint="It must be a DINOv3 backbone of the configured architecture (model.config).")
     return f"backbone from DINOv3 file {path}, heads random"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_ros.cli.common import add_backend_options, add_model_options, parse_size, predictor_from_args
+from dap_ros.cli.common import add_model_options, parse_size, spec_from_args
 from dap_ros.errors import DapError
 
 STAGES = ("preprocess", "inference", "postprocess", "end_to_end")
@@ -28,13 +28,14 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--height", type=int, default=512, help="network input height (default 512)")
     parser.add_argument("--width", type=int, default=1024, help="network input width (default 1024)")
-    parser.add_argument("--frame-size", type=parse_size, metavar="HxW", help="camera frame size (default: network size)")
+    parser.add_argument("--frame-size", type=parse_size, metavar="HxW",
+                        help="camera frame size (default: network size)")
     parser.add_argument("--iters", type=int, default=50, help="timed iterations (default 50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default 5)")
-    parser.add_argument("--compare-eager", action="store_true", help="also time the eager fp16 forward (official-equivalent)")
+    parser.add_argument("--compare-eager", action="store_true",
+                        help="also time the eager fp16 forward (official-equivalent)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     add_model_options(parser)
-    add_backend_options(parser)
     parser.set_defaults(run=run, input_size=None)
 
 
@@ -97,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     frame_h, frame_w = args.frame_size or args.input_size
     frame = np.random.default_rng(0).integers(0, 256, (frame_h, frame_w, 3), dtype=np.uint8)
     t0 = time.perf_counter()
-    predictor = predictor_from_args(args)
+    from dap_ros.pipeline import DepthPredictor
+
+    predictor = DepthPredictor.from_spec(spec_from_args(args))
     predictor.predict(frame)
     if predictor.device.type == "cuda":
         torch.cuda.synchronize(predictor.device)
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     stats = time_predictor(predictor, frame, args.iters, args.warmup)
     peak = torch.cuda.max_memory_allocated(predictor.device) / 2**30 if predictor.device.type == "cuda" else None
     throughput = 1e3 / stats["end_to_end"]["mean_ms"]
-    desc = predictor.runner.describe() if hasattr(predictor.runner, "describe") else predictor.backend
+    desc = predictor.runner.describe()
     report = {
         "backend": predictor.backend, "runner": desc, "device": str(predictor.device),
         "precision": predictor.precision, "input_size": list(predictor.input_size), "frame_size": [frame_h, frame_w],

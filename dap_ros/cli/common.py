@@ -1,11 +1,30 @@
-"""Options shared by sub-commands that run the model."""
+"""The options every sub-command that runs the model shares, and the ModelSpec they describe."""
 from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from dap_ros.config import preset_names
-from dap_ros.pipeline import BACKENDS, NORMALIZATIONS, PRECISIONS
+from dap_ros.settings import BACKENDS, DEPTH_SCALE_M, NORMALIZATIONS, PRECISIONS, ModelSpec
+
+# argparse dest -> node parameter of the same meaning (eval-bag merges options into the node's
+# parameters file); input_size maps onto input_height / input_width.
+NODE_PARAMETERS = {
+    "checkpoint": "checkpoint",
+    "model_config": "model_config",
+    "random_weights": "allow_random_weights",
+    "device": "device",
+    "precision": "precision",
+    "normalization": "normalization",
+    "mask_threshold": "mask_threshold",
+    "max_range": "max_range",
+    "backend": "backend",
+    "onnx": "onnx",
+    "engine": "engine",
+    "build_engine": "build_engine",
+    "cuda_graph": "cuda_graph",
+}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -16,7 +35,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """The model and backend options (docs/deployment.md for the backends). ``defaults=False``:
+    an option not given stays None, so that a parameters file (eval-bag --params) decides."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--checkpoint",
@@ -33,8 +54,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run without a checkpoint on randomly initialized weights (for trying the tool; depth is meaningless)",
     )
-    group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    group.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS), help="compute precision")
+    group.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision")
     group.add_argument(
         "--input-size",
         type=parse_size,
@@ -49,13 +70,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="a pixel is in range where 1 - pred_mask > this (official rule: 0.5)",
     )
-    group.add_argument("--max-range", type=float, default=100.0, help="ranges beyond this (m) count as out of range")
-
-
-def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """--backend and what the deployment backends need (docs/deployment.md). Separate from
-    add_model_options so that sub-commands with their own --backend keep working;
-    predictor_from_args falls back to the torch backend when these options are absent."""
+    group.add_argument("--max-range", type=float, default=DEPTH_SCALE_M,
+                       help="ranges beyond this (m) count as out of range")
     group = parser.add_argument_group("backend")
     group.add_argument(
         "--backend",
@@ -63,7 +79,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         help="torch (default), onnxruntime (--onnx), tensorrt (--engine or --onnx), auto (best available, logged)",
     )
-    group.add_argument("--onnx", help="exported graph (dap-ros export-onnx) for onnxruntime / to build a TensorRT engine")
+    group.add_argument("--onnx",
+                       help="exported graph (dap-ros export-onnx) for onnxruntime / to build a TensorRT engine")
     group.add_argument("--engine", help="TensorRT engine (dap-ros build-engine); default: the engine cache")
     group.add_argument("--build-engine", action="store_true", help="tensorrt: build a missing engine from --onnx")
     group.add_argument("--cuda-graph", action="store_true", help="replay the network as a CUDA graph (torch, tensorrt)")
@@ -72,25 +89,34 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch: torch.compile the network (opt-in: minutes of compilation before the first frame)",
     )
+    if not defaults:
+        parser.set_defaults(**{dest: None for dest in NODE_PARAMETERS}, input_size=None)
 
 
-def predictor_from_args(args: argparse.Namespace):
-    from dap_ros.pipeline import DepthPredictor
-
-    return DepthPredictor.create(
-        args.checkpoint,
-        args.model_config,
+def spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    """The ModelSpec of the model and backend options."""
+    return ModelSpec(
+        checkpoint=args.checkpoint,
+        model_config=args.model_config,
+        allow_random=args.random_weights,
+        backend=args.backend,
         device=args.device,
         precision=args.precision,
         input_size=args.input_size,
         normalization=args.normalization,
         mask_threshold=args.mask_threshold,
         max_range=args.max_range,
-        allow_random=args.random_weights,
-        backend=getattr(args, "backend", "torch"),
-        onnx=getattr(args, "onnx", None),
-        engine=getattr(args, "engine", None),
-        cuda_graph=getattr(args, "cuda_graph", False),
-        compile=getattr(args, "compile", False),
-        build_engine=getattr(args, "build_engine", False),
+        onnx=args.onnx,
+        engine=args.engine,
+        build_engine=args.build_engine,
+        cuda_graph=args.cuda_graph,
+        compile=args.compile,
     )
+
+
+def node_parameter_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """{node parameter: value} of the model options given on the command line (None: not given)."""
+    values = {param: getattr(args, dest) for dest, param in NODE_PARAMETERS.items()}
+    if args.input_size is not None:
+        values["input_height"], values["input_width"] = args.input_size
+    return values

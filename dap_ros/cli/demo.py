@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dap_ros.settings import PRECISIONS
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,7 +24,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--checkpoint", help="DAP weights (the released model.pth); default: the embedded demo model")
     parser.add_argument("--model-config", default="vitl", help="architecture of --checkpoint (default: vitl)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--frames", type=int, default=None, help="play only the first N frames")
     parser.add_argument("--panels", type=int, default=4, help="frames drawn as PNG panels (default: 4)")
     parser.add_argument("--sequence", type=Path, help="another sequence folder (scripts/make_demo_sequence.py)")

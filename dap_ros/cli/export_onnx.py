@@ -8,6 +8,7 @@ from pathlib import Path
 from dap_ros.cli.common import parse_size
 from dap_ros.config import preset_names
 from dap_ros.errors import DapError
+from dap_ros.settings import NORMALIZATIONS
 
 LOG = logging.getLogger("dap_ros")
 
@@ -34,10 +35,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=1, help="static batch, or the largest with --dynamic-batch")
     parser.add_argument("--dynamic-batch", action="store_true", help="batch dimension 1..--batch")
     parser.add_argument("--fp16", action="store_true", help="mixed-precision graph (fp16 compute, fp32 islands)")
-    parser.add_argument("--keep-fp32", action="store_true", help="with --fp16: also keep the float32 graph (F.fp32.onnx)")
+    parser.add_argument("--keep-fp32", action="store_true",
+                        help="with --fp16: also keep the float32 graph (F.fp32.onnx)")
     parser.add_argument("--uint8-input", action="store_true",
                         help="graph input 'image_u8' uint8 (B,H,W,3) RGB at the network size, normalized in the graph")
-    parser.add_argument("--normalization", default="imagenet", choices=("imagenet", "none"))
+    parser.add_argument("--normalization", default="imagenet", choices=NORMALIZATIONS)
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     parser.set_defaults(run=run)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_ros.cli.common import add_backend_options, add_model_options, predictor_from_args
+from dap_ros.cli.common import add_model_options, spec_from_args
 from dap_ros.errors import DapError
 
 LOG = logging.getLogger("dap_ros")
@@ -31,7 +31,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-ply", action="store_true", help="skip the point cloud")
     parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th row and column in the PLY")
     add_model_options(parser)
-    add_backend_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -68,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.images if not p.is_file()]
     if len(missing) == len(args.images):
         raise DapError(f"no such image file: {', '.join(missing)}")
-    predictor = predictor_from_args(args)
+    from dap_ros.pipeline import DepthPredictor
+
+    predictor = DepthPredictor.from_spec(spec_from_args(args))
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

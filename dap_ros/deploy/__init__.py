@@ -1,5 +1,6 @@
-"""Deployment: ONNX export (fp32 and mixed precision), TensorRT engines (build, sidecar, cache) and
-the TensorRT runtime. Importing this package imports neither onnx nor tensorrt; the modules do:
+"""Deployment, the offline work: ONNX export (fp32 and mixed precision) and TensorRT engines
+(build, sidecar, cache). Running what is built here is ``dap_ros.runtime``'s job. Importing this
+package imports neither onnx nor tensorrt; the modules do:
 
 - ``dap_ros.deploy.onnx_export``     ``export_onnx`` + verification (checker, shapes, ORT parity, ops)
 - ``dap_ros.deploy.mixed_precision`` fp16 compute with fp32 islands, for strongly typed TensorRT
@@ -7,14 +8,6 @@ the TensorRT runtime. Importing this package imports neither onnx nor tensorrt; 
 - ``dap_ros.deploy.accuracy``        output comparison and tolerances (export check, build gate)
 - ``dap_ros.deploy.engine_cache``    sidecar JSON, cache keys, mismatch errors, build-if-missing
 - ``dap_ros.deploy.trt_build``       ``build_engine`` (TensorRT 10/11 Python API, strongly typed)
-- ``dap_ros.deploy.trt_runtime``     ``TensorRTRunner`` (execute_async_v3, torch CUDA buffers)
-"""
-from dap_ros.deploy.errors import (
-    AccuracyGateError,
-    BackendUnavailableError,
-    EngineError,
-    EngineMismatchError,
-    ExportError,
-)
 
-__all__ = ["AccuracyGateError", "BackendUnavailableError", "EngineError", "EngineMismatchError", "ExportError"]
+Errors (ExportError, EngineError, ...) are in ``dap_ros.errors`` with the others.
+"""

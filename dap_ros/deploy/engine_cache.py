@@ -15,12 +15,12 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from dap_ros import __version__
-from dap_ros.deploy.errors import BackendUnavailableError, EngineError, EngineMismatchError
+from dap_ros.errors import BackendUnavailableError, EngineError, EngineMismatchError
 
 SIDECAR_FORMAT = 1
 CACHE_ENV = "DAP_ROS_ENGINE_CACHE"
@@ -90,7 +90,7 @@ class EngineSidecar:
         return path
 
     @classmethod
-    def read(cls, path: str | Path) -> "EngineSidecar":
+    def read(cls, path: str | Path) -> EngineSidecar:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

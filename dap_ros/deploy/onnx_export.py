@@ -22,9 +22,9 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,7 +32,9 @@ from torch import Tensor, nn
 
 from dap_ros import __version__
 from dap_ros.deploy import accuracy
-from dap_ros.deploy.errors import ExportError
+from dap_ros.errors import ExportError
+from dap_ros.model.normalization import input_affine
+from dap_ros.runtime.exported import META_PREFIX
 
 LOG = logging.getLogger("dap_ros")
 
@@ -40,7 +42,6 @@ INPUT_NAME = "image"
 UINT8_INPUT_NAME = "image_u8"
 OUTPUT_NAMES = ("pred_depth", "pred_mask")
 DEFAULT_OPSET = 18
-META_PREFIX = "dap_ros."
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "sample_room.jpg"
 
 
@@ -67,11 +68,9 @@ def reference_frames(height: int, width: int, batch: int) -> np.ndarray:
 
 
 def normalize_frames(frames: np.ndarray, normalization: str = "imagenet") -> Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, the predictor's arithmetic at the network size."""
-    from dap_ros.pipeline.preprocess import Preprocessor
-
-    pre = Preprocessor(tuple(frames.shape[1:3]), normalization, torch.device("cpu"), torch.float32)
-    return torch.cat([pre(frame) for frame in frames])
+    """(B, H, W, 3) uint8 at the network size -> (B, 3, H, W) float32, the predictor's arithmetic."""
+    scale, shift = input_affine(normalization)
+    return (torch.from_numpy(frames).permute(0, 3, 1, 2).float() * scale + shift).contiguous()
 
 
 class UInt8Input(nn.Module):
@@ -79,13 +78,10 @@ class UInt8Input(nn.Module):
 
     def __init__(self, model: nn.Module, normalization: str = "imagenet") -> None:
         super().__init__()
-        from dap_ros.pipeline.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
         self.model = model
-        mean = torch.tensor(IMAGENET_MEAN if normalization == "imagenet" else (0.0, 0.0, 0.0))
-        std = torch.tensor(IMAGENET_STD if normalization == "imagenet" else (1.0, 1.0, 1.0))
-        self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1), persistent=False)
+        scale, shift = input_affine(normalization)
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x.permute(0, 3, 1, 2).float() * self.scale + self.shift)
@@ -106,35 +102,6 @@ class ExportResult:
     verify_seconds: float = 0.0
     size_bytes: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``dap_ros.*`` metadata of an exported graph (keys without the prefix)."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types on a corrupt file
-        raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
-    return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
-
-
-def graph_io(path: str | Path) -> tuple[dict[str, tuple], dict[str, tuple]]:
-    """{name: shape} of the graph inputs and outputs (symbolic dims as strings)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-
-    def shapes(values):
-        return {
-            v.name: tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in v.type.tensor_type.shape.dim)
-            for v in values
-        }
-
-    return shapes(model.graph.input), shapes(model.graph.output)
 
 
 def run_onnxruntime(path: str | Path, feed: np.ndarray, threads: int = 0) -> dict[str, np.ndarray]:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from dap_ros.deploy import accuracy
 from dap_ros.deploy.engine_cache import EngineSidecar, detect_environment, sha256_file, sidecar_path
-from dap_ros.deploy.errors import AccuracyGateError, EngineError
-from dap_ros.deploy.onnx_export import read_metadata, reference_path
+from dap_ros.deploy.onnx_export import reference_path
+from dap_ros.errors import AccuracyGateError, EngineError
+from dap_ros.runtime.exported import read_metadata
 
 LOG = logging.getLogger("dap_ros")
 
@@ -62,7 +63,7 @@ def build_engine(
     """Build, gate and write ``engine_path`` plus its sidecar; returns the sidecar."""
     import torch
 
-    from dap_ros.deploy.trt_runtime import TensorRTRunner, TrtLogger, import_tensorrt
+    from dap_ros.runtime.tensorrt_runner import TensorRTRunner, TrtLogger, import_tensorrt
 
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -130,11 +131,12 @@ def build_engine(
     try:
         if ref is not None:
             device = torch.device("cuda", device_index)
-            runner = TensorRTRunner(tmp, device)
+            runner = TensorRTRunner(tmp, device, graph_precision)
             x = torch.from_numpy(ref["input"]).to(device)
             if tuple(x.shape) != runner.input_shape:
-                raise EngineError(f"reference input {list(x.shape)} does not fit the engine input {list(runner.input_shape)}")
-            outputs = runner(x)
+                raise EngineError(f"reference input {list(x.shape)} does not fit the engine input "
+                                  f"{list(runner.input_shape)}")
+            outputs = dict(zip(accuracy.OUTPUTS, runner(x)))
             torch.cuda.synchronize(device)
             test = {name: outputs[name].float().cpu().numpy() for name in accuracy.OUTPUTS}
             metrics = accuracy.compare_outputs(test, ref)

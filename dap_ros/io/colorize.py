@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dap_ros.settings import DEPTH_SCALE_M
+
 __all__ = ["colorize_range", "turbo_lut", "to_bgr", "NAN_COLOR", "INF_COLOR"]
 
 NAN_COLOR = (0, 0, 0)  # invalid pixels: black
@@ -52,7 +54,7 @@ def colorize_range(
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(r) & (r > 0)
     values = r[finite]
-    auto_lo, auto_hi = 0.1, 100.0
+    auto_lo, auto_hi = 0.1, DEPTH_SCALE_M
     if values.size:
         auto_lo, auto_hi = (float(v) for v in np.percentile(values, [1, 99]))
     lo = auto_lo if min_range is None else float(min_range)

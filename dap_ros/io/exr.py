@@ -36,7 +36,7 @@ def read_exr_depth(path: str | os.PathLike) -> np.ndarray:
             pixels = np.array(channels[name].pixels)
     except ImageError:
         raise
-    except Exception as exc:  # OpenEXR raises RuntimeError / OSError / ValueError variously
+    except Exception as exc:  # noqa: BLE001 - OpenEXR raises RuntimeError / OSError / ValueError variously
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"cannot read EXR file {p}: {detail}") from None
     if pixels.ndim == 3:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -60,12 +60,12 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
 
             data: object = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
     else:
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-        except Exception as exc:  # torch raises many types here: truncated zip, pickle refused, ...
+        except Exception as exc:  # noqa: BLE001 - torch raises many types here: truncated zip, pickle refused, ...
             detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise CheckpointError(
                 f"checkpoint {path} cannot be read as a PyTorch state dict; it may be truncated or not a "
@@ -109,17 +109,24 @@ def convert_official_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def describe_architecture(state: Mapping[str, Tensor]) -> str:
     """A short guess at what network a (converted) state dict belongs to, for error messages."""
-    proj = state.get("backbone.patch_embed.proj.weight")
+    prefix = "backbone." if "backbone.patch_embed.proj.weight" in state else ""  # a DAP network or its backbone
+    proj = state.get(prefix + "patch_embed.proj.weight")
     if proj is None or proj.dim() != 4:
         return "not a DAP checkpoint (no backbone.patch_embed / core.pretrained.model.patch_embed)"
-    blocks = {int(m[1]) for k in state if (m := re.match(r"backbone\.blocks\.(\d+)\.", k))}
+    blocks = {int(m[1]) for k in state if (m := re.match(prefix.replace(".", r"\.") + r"blocks\.(\d+)\.", k))}
     return f"a ViT with embed_dim={proj.shape[0]}, patch_size={proj.shape[-1]}, depth={len(blocks)}"
 
 
-def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint") -> None:
-    """Copy ``state`` (official or native names, any float dtype) into ``model``; every tensor must match."""
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint",
+                           hint: str = "Check --model-config / model_config.") -> None:
+    """Copy ``state`` (official or native names, any float dtype) into ``module`` (the DAP network or
+    one of its parts, e.g. the backbone); every tensor must match by name and shape, and be finite.
+
+    Loading goes through ``nn.Module.load_state_dict``, so modules that cache tables derived from
+    their buffers (RoPE) drop them; ``hint`` ends the error message (what to check).
+    """
     state = convert_official_keys(state)
-    expected = model.state_dict()
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = sorted(
@@ -128,24 +135,23 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], source
         if state[k].shape != expected[k].shape
     )
     if missing or unexpected or mismatched:
-        cfg = getattr(model, "config", None)
-        wanted = f"embed_dim={cfg.embed_dim}, depth={cfg.depth}" if cfg is not None else "this model"
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
             if keys:
                 shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
                 parts.append(f"{label}: {shown}")
         raise CheckpointError(
-            f"{source} does not fit the model config ({wanted}); the file looks like "
-            f"{describe_architecture(state)}. " + "; ".join(parts) + ". Check --model-config / model_config."
+            f"{source} does not fit {_describe_module(module)}; the file looks like "
+            f"{describe_architecture(state)}. " + "; ".join(parts) + f". {hint}"
         )
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{source} contains NaN or Inf values in {len(bad)} tensors, e.g. {bad[0]}")
-    with torch.no_grad():
-        for key, target in expected.items():
-            target.copy_(state[key].to(device=target.device, dtype=target.dtype))
-    for module in model.modules():  # cached RoPE tables / resampling tables depend on the buffers
-        cache = getattr(module, "_cache", None)
-        if isinstance(cache, dict):
-            cache.clear()
+    module.load_state_dict(dict(state), strict=True)  # copy_ casts each tensor to the module's dtype
+
+
+def _describe_module(module: nn.Module) -> str:
+    cfg = getattr(module, "config", None)  # the DAP network carries its ModelConfig
+    if cfg is not None:
+        return f"the model config (embed_dim={cfg.embed_dim}, depth={cfg.depth})"
+    return f"this {type(module).__name__}"

@@ -1,6 +1,6 @@
 """Network output -> metric range image and range mask at the output size.
 
-Semantics (DESIGN.md section 3, REP 117): finite metres where in range, +Inf where the range mask
+Semantics (docs/conventions.md, REP 117): finite metres where in range, +Inf where the range mask
 says "beyond range / sky" (or the range exceeds ``max_range``), NaN where the network produced a
 non-finite value.
 
@@ -14,23 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dap_ros.errors import ConfigError
-
-OFFICIAL_DEPTH_SCALE_M = 100.0  # pred_depth 1.0 == 100 m (authors, DAP issue #4)
-
-
-def validate_mask_threshold(value: float) -> float:
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"mask_threshold must lie in (0, 1), got {value}")
-    return value
-
-
-def validate_max_range(value: float) -> float:
-    value = float(value)
-    if not 0.0 < value <= OFFICIAL_DEPTH_SCALE_M:
-        raise ConfigError(f"max_range must lie in (0, {OFFICIAL_DEPTH_SCALE_M:g}] metres, got {value}")
-    return value
+from dap_ros.settings import DEPTH_SCALE_M
 
 
 def postprocess(
@@ -38,7 +22,7 @@ def postprocess(
     pred_mask: torch.Tensor,
     output_size: tuple[int, int],
     mask_threshold: float = 0.5,
-    max_range: float = OFFICIAL_DEPTH_SCALE_M,
+    max_range: float = DEPTH_SCALE_M,
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(1, 1, h, w) network outputs -> (range_m float32 (H, W), in_range bool (H, W)).
@@ -46,7 +30,7 @@ def postprocess(
     The official rule: a pixel is valid where (1 - pred_mask) > mask_threshold. ``out``: a
     float32 (H, W) tensor the range is written into (e.g. a message's payload); it is returned.
     """
-    range_m = pred_depth[0, 0].float() * OFFICIAL_DEPTH_SCALE_M
+    range_m = pred_depth[0, 0].float() * DEPTH_SCALE_M
     finite = torch.isfinite(range_m)
     in_range = ((1.0 - pred_mask[0, 0].float()) > mask_threshold) & finite & (range_m <= max_range)
     all_finite = bool(finite.all())

@@ -15,11 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dap_ros.errors import ConfigError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-NORMALIZATIONS = ("imagenet", "none")
+from dap_ros.model.normalization import input_affine
 
 
 def resize_chw(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -52,17 +48,12 @@ class Preprocessor:
     """uint8 (H, W, 3) RGB -> normalized float (1, 3, h, w) on ``device`` in ``dtype``."""
 
     def __init__(self, input_size: tuple[int, int], normalization: str, device: torch.device, dtype: torch.dtype):
-        if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        scale, shift = input_affine(normalization)
         self.input_size = input_size
         self.normalization = normalization
         self.device = device
         self.dtype = dtype
-        mean = torch.tensor(IMAGENET_MEAN if normalization == "imagenet" else (0.0, 0.0, 0.0))
-        std = torch.tensor(IMAGENET_STD if normalization == "imagenet" else (1.0, 1.0, 1.0))
-        # Fold /255 and the normalization into one multiply-add: x * scale + shift.
-        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(device)
-        self._shift = (-mean / std).view(1, 3, 1, 1).to(device)
+        self._scale, self._shift = scale.to(device), shift.to(device)
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         image = _as_tensor(rgb).to(self.device, non_blocking=True)

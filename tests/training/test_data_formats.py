@@ -67,7 +67,8 @@ def test_stanford2d3d_png_512(tmp_path):
     split = tmp_path / "split.txt"
     split.write_text("# rgb depth\narea_1/pano/rgb/camera_a_office_1_frame_equirectangular_domain_rgb.png "
                      "area_1/pano/depth/camera_a_office_1_frame_equirectangular_domain_depth.png\n")
-    ds = build_dataset({"type": "stanford2d3d", "root": str(tmp_path), "split_file": str(split), "height": H, "width": W})
+    ds = build_dataset({"type": "stanford2d3d", "root": str(tmp_path), "split_file": str(split),
+                        "height": H, "width": W})
     assert torch.equal(ds[0]["depth"], s["depth"])
 
 

@@ -73,7 +73,8 @@ def test_data_engine_chain(tmp_path):
     assert engine(sel_args) == 0
     chosen = [json.loads(line) for line in (sel / "selected.jsonl").read_text().splitlines()]
     assert sorted(r["domain"] for r in chosen) == ["indoor", "indoor", "outdoor", "outdoor"]
-    scores = {json.loads(line)["id"]: json.loads(line)["score"] for line in (sel / "scores.jsonl").read_text().splitlines()}
+    rows = [json.loads(line) for line in (sel / "scores.jsonl").read_text().splitlines()]
+    scores = {row["id"]: row["score"] for row in rows}
     assert len(scores) == 6
     for domain in ("indoor", "outdoor"):
         kept = [r["score"] for r in chosen if r["domain"] == domain]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from training.losses import (
-    DAPLoss,
     DEFAULT_WEIGHTS,
+    DAPLoss,
     depth_fidelity,
     distortion_weight,
     edge_mask,
@@ -18,9 +18,9 @@ from training.losses import (
     points_loss,
     silog,
 )
+from training.losses.common import erp_rays
 from training.losses.depth_fidelity import icosahedron_vertices, sample_views, view_rays
 from training.losses.geometry import back_project, normals_from_points
-from training.losses.common import erp_rays
 
 H, W = 32, 64
 

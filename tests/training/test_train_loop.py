@@ -171,11 +171,11 @@ def test_bf16_autocast_gradient_checkpointing_accumulation_adamw(tmp_path):
 
 
 def test_init_from_dinov3_backbone_file_and_bad_files(tmp_path):
+    from dap_ros.errors import CheckpointError
+    from dap_ros.model import build_model
     from training.checkpointing import to_official_state_dict
     from training.config import load_config
     from training.train import init_weights
-    from dap_ros.model import build_model
-    from dap_ros.errors import CheckpointError
 
     torch.manual_seed(1)
     donor = build_model("tiny")

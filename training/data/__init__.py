@@ -20,7 +20,7 @@ from training.data.datasets import (
     parse_scale,
     read_list_file,
 )
-from training.data.sample import MAX_RANGE_M, MIN_DEPTH, collate, make_sample
+from training.data.sample import MIN_DEPTH, collate, make_sample
 
 __all__ = [
     "AugmentConfig",
@@ -35,6 +35,5 @@ __all__ = [
     "make_sample",
     "parse_scale",
     "read_list_file",
-    "MAX_RANGE_M",
     "MIN_DEPTH",
 ]

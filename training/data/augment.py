@@ -3,7 +3,7 @@
 - **yaw roll**: a circular shift of the columns by a random integer k in [0, W). An ERP is periodic
   in azimuth, so this is exactly a rotation of the camera about its vertical axis by 2πk/W; ranges
   are unchanged, only moved.
-- **horizontal flip**: reverses the columns. With pixel-centre sampling (DESIGN.md §3) column u goes
+- **horizontal flip**: reverses the columns. With pixel-centre sampling (docs/conventions.md) column u goes
   to W-1-u and azimuth φ to -φ exactly: the flipped panorama is the panorama of the *mirrored* world
   (reflection in the camera's x-z plane, left and right swapped). Ranges are unchanged, the scene
   becomes its mirror image (a valid scene, with mirrored handedness).
@@ -34,7 +34,7 @@ class AugmentConfig:
     hue: float = 0.05  # shift in turns, in [-h, h]
 
     @classmethod
-    def from_spec(cls, spec: Any) -> "AugmentConfig | None":
+    def from_spec(cls, spec: Any) -> AugmentConfig | None:
         """``True`` -> defaults, ``False``/``None`` -> None (no augmentation), dict -> overrides."""
         if spec is None or spec is False:
             return None

@@ -4,7 +4,7 @@ Deep360 stores panoramas in the Cassini projection: the ERP of a sphere whose po
 camera's *left-right* axis (y, REP 103), so that left-right stereo pairs have horizontal epipolar
 lines. A Cassini image has shape (Hc, Wc) = (2N, N) and maps to an N x 2N ERP.
 
-For a unit ray d = (x forward, y left, z up) (DESIGN.md §3):
+For a unit ray d = (x forward, y left, z up) (docs/conventions.md):
 
 - Cassini "longitude" α = atan2(z, x) in (-π, π]: rotation about the y axis; α = 0 looks forward,
   α = π/2 up, ±π backward. Rows: α = π at the top edge down to -π at the bottom edge,
@@ -13,7 +13,7 @@ For a unit ray d = (x forward, y left, z up) (DESIGN.md §3):
   right edge, col(β) = (π/2 - β) / π Wc - 0.5.
 
 This is the mapping of the Deep360 / MODE reference loaders (their ERP longitude decreases to the
-right from +π, as in DESIGN.md §3, and their ERP latitude decreases downwards), written with pixel
+right from +π, as in docs/conventions.md, and their ERP latitude decreases downwards), written with pixel
 centres. Nearest sampling is used for depth (never blending ranges), bilinear for RGB; rows wrap
 around (α is periodic), columns clamp.
 """

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
@@ -96,7 +97,7 @@ class PanoramaDataset(Dataset):
             i = (index + k) % n
             try:
                 return self.get_sample(i)
-            except Exception as exc:  # never crash a long run on one bad sample
+            except Exception as exc:  # noqa: BLE001 - never crash a long run on one bad sample
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 where = self.describe(i)
                 self.skipped += 1
@@ -358,7 +359,8 @@ def _deep360_rgb(rgb: np.ndarray) -> np.ndarray:
 DATASETS: dict[str, tuple] = {
     "stanford2d3d": ("indoor", decode_png_scaled(512.0, missing=(0, 65535)), "**/*_rgb.png", _stanford_depth, None),
     "matterport3d": ("indoor", _matterport_decode, "**/*_rgb.png", _matterport_depth, None),
-    "structured3d": ("indoor", decode_png_scaled(1000.0), "**/panorama/full/rgb_rawlight.png", _structured3d_depth, None),
+    "structured3d": ("indoor", decode_png_scaled(1000.0), "**/panorama/full/rgb_rawlight.png", _structured3d_depth,
+                     None),
     "deep360": ("outdoor", _deep360_decode, None, None, _deep360_rgb),
 }
 

@@ -10,7 +10,7 @@ A training sample is a dict (the contract of the training loop):
 - ``domain`` str: "indoor", "outdoor" or "unknown";
 - ``source`` str: file path(s) or "synthetic:<seed>".
 
-Range semantics of the inputs follow DESIGN.md §3: finite metres = measured, +inf = beyond range /
+Range semantics of the inputs follow docs/conventions.md: finite metres = measured, +inf = beyond range /
 sky, NaN / <= 0 = unknown (never beyond).
 """
 from __future__ import annotations
@@ -21,9 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dap_ros.pipeline.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from dap_ros.settings import DEPTH_SCALE_M, IMAGENET_MEAN, IMAGENET_STD
 
-MAX_RANGE_M = 100.0  # 1.0 in official units
 MIN_DEPTH = 0.001  # official clip (0.1 m)
 
 _MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
@@ -71,14 +70,14 @@ def range_targets(range_m: np.ndarray, valid_mask: np.ndarray | None = None,
     r = np.asarray(range_m, dtype=np.float32)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(r)
-        beyond = np.isposinf(r) | (finite & (r > MAX_RANGE_M))
-        valid = finite & (r > 0) & (r <= MAX_RANGE_M)
+        beyond = np.isposinf(r) | (finite & (r > DEPTH_SCALE_M))
+        valid = finite & (r > 0) & (r <= DEPTH_SCALE_M)
     if beyond_mask is not None:
         beyond = beyond | beyond_mask
         valid = valid & ~beyond_mask
     if valid_mask is not None:
         valid = valid & valid_mask
-    depth = np.where(valid, np.clip(np.where(valid, r, MAX_RANGE_M) / MAX_RANGE_M, MIN_DEPTH, 1.0), 1.0)
+    depth = np.where(valid, np.clip(np.where(valid, r, DEPTH_SCALE_M) / DEPTH_SCALE_M, MIN_DEPTH, 1.0), 1.0)
     return depth.astype(np.float32), valid, beyond
 
 

@@ -11,7 +11,7 @@ every ray at once (torch, any device):
 - sphere: quadratic; ground plane z = 0: t = -o_z / d_z for d_z < 0.
 
 The range is the exact ray parameter t of the nearest hit (rays are unit vectors), i.e. the radial
-range of DESIGN.md §3; a ray that hits nothing (sky) has range +inf. ``beyond`` = range > 100 m or
+range of docs/conventions.md; a ray that hits nothing (sky) has range +inf. ``beyond`` = range > 100 m or
 +inf (the range-mask target).
 
 Appearance gives real monocular cues: world-space procedural textures (checker tiles, planks,
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from dap_ros.geometry import ray_directions_torch
+from dap_ros.settings import DEPTH_SCALE_M
 
-MAX_RANGE_M = 100.0
 _EPS_T = 1e-6
 
 # ----------------------------------------------------------------------------------------------
@@ -123,7 +123,9 @@ def _u(rng: np.random.Generator, a: float, b: float) -> float:
     return float(rng.uniform(a, b))
 
 
-def _color(rng: np.random.Generator, base: tuple[float, float, float], spread: float = 0.08) -> tuple[float, float, float]:
+def _color(
+    rng: np.random.Generator, base: tuple[float, float, float], spread: float = 0.08
+) -> tuple[float, float, float]:
     c = np.clip(np.asarray(base) * rng.uniform(1 - spread * 2, 1 + spread * 2) + rng.normal(0, spread, 3), 0.02, 0.98)
     return tuple(float(v) for v in c)
 
@@ -193,7 +195,8 @@ def _make_indoor(rng: np.random.Generator, seed: int) -> Scene:
         for _attempt in range(20):
             r = rng.random()
             if r < 0.55:  # box: table, cabinet, bed, shelf
-                w, d, h = _u(rng, 0.4, min(2.2, sx * 0.6)), _u(rng, 0.4, min(2.0, sy * 0.6)), _u(rng, 0.35, min(2.2, hz - 0.2))
+                w, d = _u(rng, 0.4, min(2.2, sx * 0.6)), _u(rng, 0.4, min(2.0, sy * 0.6))
+                h = _u(rng, 0.35, min(2.2, hz - 0.2))
                 x0, y0 = _u(rng, 0.0, sx - w), _u(rng, 0.0, sy - d)
                 z0 = 0.0 if rng.random() < 0.85 else _u(rng, 0.8, max(0.81, hz - h - 0.1))
                 lo, hi = (x0, y0, z0), (x0 + w, y0 + d, min(z0 + h, hz - 0.05))
@@ -265,7 +268,8 @@ def _make_outdoor(rng: np.random.Generator, seed: int) -> Scene:
         if not clear(x, y, crown + 1.0):
             continue
         th = _u(rng, 1.5, 4.5)
-        prims.append(Primitive("cylinder", trunk, center=(x, y), radius=_u(rng, 0.12, 0.35), z0=0.0, z1=th + 0.3 * crown))
+        prims.append(Primitive("cylinder", trunk, center=(x, y), radius=_u(rng, 0.12, 0.35), z0=0.0,
+                               z1=th + 0.3 * crown))
         prims.append(Primitive("sphere", leaves, center=(x, y, th + crown), radius=crown))
     for _ in range(int(rng.integers(0, 5))):  # cars / kiosks as boxes
         mat = add(Material("plain", _color(rng, _FURNITURE_COLORS[int(rng.integers(len(_FURNITURE_COLORS)))])))
@@ -652,7 +656,8 @@ def shade(scene: Scene, d: torch.Tensor, t: torch.Tensor, normal: torch.Tensor, 
                 emissive[sel] = ~frame
             else:
                 m = _pattern(dm, p[sel], nh[sel], footprint[sel], salt=dec.material)
-                albedo[sel] = torch.tensor(dm.color_a, device=dev) * (1 - m[:, None]) + torch.tensor(dm.color_b, device=dev) * m[:, None]
+                color_a, color_b = torch.tensor(dm.color_a, device=dev), torch.tensor(dm.color_b, device=dev)
+                albedo[sel] = color_a * (1 - m[:, None]) + color_b * m[:, None]
     # lighting
     if scene.light_pos is not None:
         lp = torch.tensor(scene.light_pos, dtype=d.dtype, device=dev)
@@ -668,7 +673,8 @@ def shade(scene: Scene, d: torch.Tensor, t: torch.Tensor, normal: torch.Tensor, 
         lam = (nh * sun).sum(-1).clamp_min(0).to(torch.float32)
         irr = scene.light_power * lam
         if shadows:
-            irr = torch.where(occluded(scene, p + nh * 1e-3, sun.expand_as(p), torch.full_like(th, math.inf)), irr * 0.0, irr)
+            shadow = occluded(scene, p + nh * 1e-3, sun.expand_as(p), torch.full_like(th, math.inf))
+            irr = torch.where(shadow, irr * 0.0, irr)
     amb = scene.ambient * (0.75 + 0.25 * nh[:, 2].to(torch.float32))  # sky-ish ambient from above
     ao = _ambient_occlusion(scene, p, nh)
     col = albedo * ((irr + amb) * ao)[:, None]
@@ -749,7 +755,7 @@ def render_scene(scene: Scene, height: int, width: int, device: Any = "cpu", dty
     return {
         "rgb": rgb.cpu().numpy(),
         "range_m": range_m,
-        "beyond": ~(range_m <= MAX_RANGE_M),
+        "beyond": ~(range_m <= DEPTH_SCALE_M),
         "kind": scene.kind,
     }
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dap_ros.settings import DEPTH_SCALE_M
 from training.checkpointing import atomic_save, atomic_write_text
 
 LOG_RANGE = math.log(1000.0)
@@ -92,9 +93,10 @@ def real_and_fake(labeler: nn.Module, batch: dict, device: torch.device) -> tupl
 
 def train_discriminator(
     labeler: nn.Module, dataset, out_dir: Path, steps: int, batch_size: int = 4, lr: float = 2e-4,
-    width: int = 32, device: torch.device = torch.device("cpu"), seed: int = 0, ckpt_every: int = 100,
+    width: int = 32, device: torch.device | None = None, seed: int = 0, ckpt_every: int = 100,
 ) -> PatchDiscriminator:
     """Train (or continue training) the discriminator; its state is in OUT/discriminator.pt."""
+    device = device or torch.device("cpu")
     from training.data import collate
 
     path = out_dir / "discriminator.pt"
@@ -159,11 +161,12 @@ def _absolute(record: dict, base: Path) -> dict:
 
 
 @torch.no_grad()
-def score_pseudo_labels(disc: PatchDiscriminator, manifest: Path, out_dir: Path, device: torch.device) -> dict[str, float]:
+def score_pseudo_labels(
+    disc: PatchDiscriminator, manifest: Path, out_dir: Path, device: torch.device
+) -> dict[str, float]:
     """{id: score}; appended to OUT/scores.jsonl one line per pseudo-label, already-scored ids skipped."""
     from dap_ros.io.images import load_rgb
     from training.data.sample import normalize_image, rgb_to_float
-
     from training.engine.pseudo_label import _repair_manifest
 
     scores_path = out_dir / "scores.jsonl"
@@ -177,9 +180,10 @@ def score_pseudo_labels(disc: PatchDiscriminator, manifest: Path, out_dir: Path,
             range_m = np.load(r["depth"]).astype(np.float32)
             h, w = range_m.shape
             image = normalize_image(rgb_to_float(load_rgb(r["rgb"]), h, w))[None]
-            beyond = ~np.isfinite(range_m) | (range_m > 100.0)
-            depth = np.where(beyond, 1.0, np.clip(range_m / 100.0, 1e-3, 1.0)).astype(np.float32)
-            x = encode(image, torch.from_numpy(depth)[None, None], torch.from_numpy(beyond.astype(np.float32))[None, None])
+            beyond = ~np.isfinite(range_m) | (range_m > DEPTH_SCALE_M)
+            depth = np.where(beyond, 1.0, np.clip(range_m / DEPTH_SCALE_M, 1e-3, 1.0)).astype(np.float32)
+            beyond_map = torch.from_numpy(beyond.astype(np.float32))[None, None]
+            x = encode(image, torch.from_numpy(depth)[None, None], beyond_map)
             score = float(disc.score(x.to(device))[0])
             scores[record["id"]] = score
             fh.write(json.dumps({"id": record["id"], "score": score}) + "\n")
@@ -217,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labelled", required=True, help="dataset spec (JSON/YAML text or file) of labelled data")
     parser.add_argument("--pseudo", required=True, help="manifest.jsonl written by pseudo-label")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--top-k", type=int, default=300_000, help="kept per domain (paper: 300K indoor + 300K outdoor)")
+    parser.add_argument("--top-k", type=int, default=300_000,
+                        help="kept per domain (paper: 300K indoor + 300K outdoor)")
     parser.add_argument("--steps", type=int, default=2000, help="discriminator training steps")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-4)

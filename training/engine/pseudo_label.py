@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dap_ros.settings import DEPTH_SCALE_M
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DOMAINS = ("indoor", "outdoor")
 
@@ -146,7 +148,7 @@ def pseudo_label(
             for item in todo[start : start + batch_size]:
                 try:
                     rgb = load_rgb(item["rgb"])
-                except Exception as exc:  # an unreadable file is reported and skipped, never fatal
+                except Exception as exc:  # noqa: BLE001 - an unreadable file is reported and skipped, never fatal
                     print(f"pseudo-label: skipping {item['rgb']}: {exc}", file=sys.stderr)
                     failed += 1
                     continue
@@ -155,7 +157,7 @@ def pseudo_label(
             if not chunk:
                 continue
             pred = model(torch.stack(images).to(device))
-            depth = pred["pred_depth"][:, 0].float().cpu().numpy() * 100.0
+            depth = pred["pred_depth"][:, 0].float().cpu().numpy() * DEPTH_SCALE_M
             prob = pred["pred_mask"][:, 0].float().cpu().numpy()
             for i, item in enumerate(chunk):
                 ident = item_id(item["rgb"])
@@ -201,7 +203,8 @@ def write_list_file(manifest: Path, path: Path, records: list[dict] | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.engine pseudo-label", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.engine pseudo-label",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="the labeler (exported .pth or training checkpoint)")
     parser.add_argument("--model-config", default="vitl")
     parser.add_argument("--images", required=True, help="folder of panoramas, text list or JSON-lines list")

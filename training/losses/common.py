@@ -42,7 +42,7 @@ def _rays_cached(height: int, width: int, device: str, dtype: torch.dtype) -> to
 
 
 def erp_rays(height: int, width: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Unit rays (1, 3, H, W) of DESIGN.md §3 (REP 103 frame)."""
+    """Unit rays (1, 3, H, W) of docs/conventions.md (REP 103 frame)."""
     return _rays_cached(int(height), int(width), str(torch.device(device or "cpu")), dtype)
 
 

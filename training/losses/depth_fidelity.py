@@ -63,7 +63,7 @@ def _grid(height: int, width: int, size: int, fov_deg: float, device: str, dtype
     d = view_rays(size, fov_deg)
     lon = torch.atan2(d[..., 1], d[..., 0])
     lat = torch.asin(d[..., 2].clamp(-1.0, 1.0))
-    u = (math.pi - lon) / (2.0 * math.pi) * width - 0.5  # ERP column (DESIGN.md §3)
+    u = (math.pi - lon) / (2.0 * math.pi) * width - 0.5  # ERP column (docs/conventions.md)
     v = (math.pi / 2.0 - lat) / math.pi * height - 0.5
     x = (2.0 * (u + 1.0) + 1.0) / (width + 2) - 1.0  # after the 1-column circular pad
     y = (2.0 * v + 1.0) / height - 1.0

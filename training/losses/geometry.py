@@ -1,4 +1,4 @@
-"""Back-projection and normals on ERP depth maps (DESIGN.md §3 rays, REP 103 frame)."""
+"""Back-projection and normals on ERP depth maps (docs/conventions.md rays, REP 103 frame)."""
 from __future__ import annotations
 
 import torch

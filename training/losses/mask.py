@@ -20,8 +20,8 @@ DICE_WEIGHT = 0.5
 SMOOTH = 1.0
 
 
-def mask_loss(pred_mask: torch.Tensor, beyond: torch.Tensor, known: torch.Tensor,
-              weight: torch.Tensor | None = None, dice_weight: float = DICE_WEIGHT, smooth: float = SMOOTH) -> torch.Tensor:
+def mask_loss(pred_mask: torch.Tensor, beyond: torch.Tensor, known: torch.Tensor, weight: torch.Tensor | None = None,
+              dice_weight: float = DICE_WEIGHT, smooth: float = SMOOTH) -> torch.Tensor:
     p = as_float(pred_mask)
     m = masked_weight(known, weight, p)
     sel = m > 0

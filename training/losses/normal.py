@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from dap_ros.settings import DEPTH_SCALE_M
 from training.losses.common import as_float, weighted_mean
 from training.losses.geometry import back_project, neighbour_valid, normals_from_points
 
@@ -16,7 +17,7 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                 weight: torch.Tensor | None = None) -> torch.Tensor:
     pred, target = as_float(pred), as_float(target)
     target = torch.where(valid, target, torch.ones_like(target))
-    n_pred = normals_from_points(back_project(pred * 100.0))
-    n_gt = normals_from_points(back_project(target * 100.0))
+    n_pred = normals_from_points(back_project(pred * DEPTH_SCALE_M))
+    n_gt = normals_from_points(back_project(target * DEPTH_SCALE_M))
     per_pixel = (n_pred - n_gt).abs().sum(1, keepdim=True)
     return weighted_mean(per_pixel, neighbour_valid(valid), weight)

@@ -1,4 +1,4 @@
-"""TensorRT runtime: a deserialized engine run with torch CUDA tensors as its buffers.
+"""A serialized TensorRT engine as a runner, with torch CUDA tensors as its buffers.
 
 Written against the TensorRT 10/11 Python API: tensors are bound by name
 (``ICudaEngine.num_io_tensors`` / ``get_tensor_name`` / ``get_tensor_mode``,
@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dap_ros.deploy.errors import BackendUnavailableError, EngineError
+from dap_ros.errors import BackendUnavailableError, EngineError
+from dap_ros.runtime.exported import DEFAULT_PATCH_SIZE
 
 LOG = logging.getLogger("dap_ros")
 
@@ -69,14 +70,22 @@ class TrtLogger:
 
 class TensorRTRunner:
     """Runs a serialized engine. ``__call__(x)`` takes a CUDA tensor shaped like the engine input and
-    returns {output name: tensor}; the outputs are the runner's own buffers, valid until the next call."""
+    returns (pred_depth, pred_mask): the runner's own buffers, valid until the next call.
+    ``precision``: what the engine computes in (the sidecar says; the engine's I/O is float32 either way)."""
 
-    def __init__(self, engine_path: str | Path, device: torch.device, cuda_graph: bool = False) -> None:
+    name = "tensorrt"
+    patch_size = DEFAULT_PATCH_SIZE  # unused: the engine fixes the input size (input_shape)
+
+    def __init__(self, engine_path: str | Path, device: torch.device, precision: str = "fp32",
+                 cuda_graph: bool = False) -> None:
         trt = import_tensorrt()
         if device.type != "cuda":
             raise BackendUnavailableError(f"backend 'tensorrt' needs a CUDA device, got {device}")
         self.trt = trt
         self.device = device
+        self.precision = precision
+        self.engine_path = Path(engine_path)
+        self.cuda_graph = cuda_graph
         self._logger = TrtLogger.create(trt)
         self.runtime = trt.Runtime(self._logger)
         data = Path(engine_path).read_bytes()
@@ -108,6 +117,7 @@ class TensorRTRunner:
         if len(self.inputs) != 1:
             raise EngineError(f"expected an engine with one input, {engine_path} has {sorted(self.inputs)}")
         self.input_name, self.input = next(iter(self.inputs.items()))
+        self.input_dtype = self.input.dtype
         self._graph: torch.cuda.CUDAGraph | None = None
         if cuda_graph:
             self._capture()
@@ -115,6 +125,10 @@ class TensorRTRunner:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.input.shape)
+
+    def describe(self) -> str:
+        return f"TensorRT {self.precision} engine {self.engine_path.name} on {self.device}" + (
+            " + CUDA graph" if self.cuda_graph else "")
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
@@ -129,7 +143,8 @@ class TensorRTRunner:
             self._enqueue()
         self._graph = graph
 
-    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.to(self.input_dtype)
         if tuple(x.shape) != self.input_shape:
             raise EngineError(f"engine input {self.input_name} is {list(self.input_shape)}, got {list(x.shape)}")
         current = torch.cuda.current_stream(self.device)
@@ -141,4 +156,4 @@ class TensorRTRunner:
             else:
                 self._enqueue()
         current.wait_stream(self.stream)
-        return self.outputs
+        return self.outputs["pred_depth"], self.outputs["pred_mask"]
