@@ -20,8 +20,8 @@ from dap_ros.evaluation import bags  # noqa: E402
 from dap_ros.evaluation.makebag import make_bag, pair_ground_truth  # noqa: E402
 from dap_ros.evaluation.report import write_report  # noqa: E402
 from dap_ros.evaluation.runner import EvalOptions, evaluate_bag, output_namespace  # noqa: E402
-from dap_ros.evaluation.settings import load_params_file, resolve_params  # noqa: E402
-from dap_ros.pipeline import DepthResult  # noqa: E402
+from dap_ros.pipeline import DepthResult, Weights  # noqa: E402
+from dap_ros.ros.params import load_params_file, resolve_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/reference/real_sample"
@@ -33,7 +33,7 @@ TINY = {"model_config": "tiny", "allow_random_weights": True, "input_height": 64
 class ScriptedPredictor:
     """Returns the given range images in order (+Inf beyond range), like DepthPredictor.predict."""
 
-    checkpoint = "scripted"
+    weights = Weights("checkpoint", "scripted")
     backend = "scripted"
     device = "cpu"
     precision = "fp32"
@@ -44,7 +44,7 @@ class ScriptedPredictor:
         self.calls = 0
         self.interrupt_at = interrupt_at
 
-    def predict(self, rgb, output_size=None):
+    def predict(self, rgb, output_size=None, range_out=None):
         if self.interrupt_at is not None and self.calls == self.interrupt_at:
             raise KeyboardInterrupt
         out = np.asarray(self.outputs[self.calls], dtype=np.float32)
@@ -194,7 +194,7 @@ def test_typestores(tmp_path, distro):
 
 def test_output_bag_has_input_stamps_qos_and_reads_back(tmp_path, storage):
     pytest.importorskip("rclpy", reason="the output bag is built with the node's rclpy message builders")
-    from dap_ros.evaluation.settings import create_predictor
+    from dap_ros.pipeline import DepthPredictor
 
     images, gts, _ = synthetic_frames(tmp_path / "data", 3, shape=(64, 128))
     bag = tmp_path / "in"
@@ -203,7 +203,7 @@ def test_output_bag_has_input_stamps_qos_and_reads_back(tmp_path, storage):
     params = resolve_params(None, {**TINY, "qos.output.reliability": "best_effort", "qos.output.depth": 5})
     out = tmp_path / ("out.mcap" if storage == "mcap" else "out")
     options = EvalOptions(bag=bag, image_topic=IMAGE_TOPIC, gt_topic=GT_TOPIC, output_bag=out, progress=False)
-    run = evaluate_bag(options, create_predictor(params), params)
+    run = evaluate_bag(options, DepthPredictor.from_spec(params.model_spec()), params)
     assert run.output_bag["storage"] == storage
     inputs, _ = read_back(bag)
     outputs, qos = read_back(out)
@@ -334,7 +334,8 @@ def test_real_sample_bag_oracle_and_tiny_model_cli(tmp_path, storage, capsys):
     for key in ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3"):
         assert isinstance(doc[key], float)
     assert doc["model"]["random_weights"] and doc["run"]["frames_processed"] == 2
-    assert sorted(doc["plots"]) == ["abs_rel_over_time.png", "error_vs_range.png", "frames_grid.png", "latency_hist.png"]
+    assert sorted(doc["plots"]) == ["abs_rel_over_time.png", "error_vs_range.png", "frames_grid.png",
+                                    "latency_hist.png"]
     assert all((report / name).stat().st_size > 1000 for name in doc["plots"])
     assert "AbsRel" in (report / "report.md").read_text()
     assert "AbsRel" in capsys.readouterr().out

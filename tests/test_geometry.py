@@ -1,4 +1,4 @@
-"""ERP conventions (DESIGN.md §3), range -> points and the 360-degree laser scan."""
+"""ERP conventions (docs/conventions.md), range -> points and the 360-degree laser scan."""
 from __future__ import annotations
 
 import math
@@ -26,7 +26,7 @@ ROOM = [(0, 3.0), (0, -2.0), (1, 1.5), (1, -4.0), (2, -1.2), (2, 1.6)]
 
 
 def reference_rays(height: int, width: int) -> np.ndarray:
-    """Rays straight from the DESIGN.md formulas, float64, independent of the module."""
+    """Rays straight from the formulas of docs/conventions.md, float64, independent of the module."""
     u = np.arange(width) + 0.5
     v = np.arange(height) + 0.5
     phi = np.pi - 2 * np.pi * u / width

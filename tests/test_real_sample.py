@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dap_ros.geometry import laser_scan, LaserScanSpec, range_to_points
+from dap_ros.geometry import LaserScanSpec, laser_scan, range_to_points
 from dap_ros.io import load_rgb, read_exr_depth
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"

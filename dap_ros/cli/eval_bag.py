@@ -3,25 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
-from dap_ros.cli.common import add_model_options
+from dap_ros.cli.common import add_model_options, node_parameter_overrides
 
 LOG = logging.getLogger("dap_ros")
-
-# model option (argparse dest) -> node parameter; None in args = not given on the command line
-_MODEL_OPTIONS = {
-    "checkpoint": "checkpoint",
-    "model_config": "model_config",
-    "random_weights": "allow_random_weights",
-    "device": "device",
-    "precision": "precision",
-    "normalization": "normalization",
-    "mask_threshold": "mask_threshold",
-    "max_range": "max_range",
-    "backend": "backend",
-}
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -64,34 +51,26 @@ def add_parser(subparsers) -> None:
                     help="start `python -m dap_ros.node` with the same parameters for the replay")
     rt.add_argument("--node-namespace", default="", help="namespace of the node (topics <ns>/image, <ns>/depth)")
     rt.add_argument("--rate", type=float, default=1.0, help="replay speed factor (1 = recorded rate)")
-    rt.add_argument("--node-timeout", type=float, default=120.0, help="seconds to wait for the node and its first output")
+    rt.add_argument("--node-timeout", type=float, default=120.0,
+                    help="seconds to wait for the node and its first output")
     rt.add_argument("--drain-timeout", type=float, default=5.0,
                     help="seconds after the last frame to wait for outputs before counting drops")
-    add_model_options(parser)
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"),
-                        help="inference backend (node parameter 'backend')")
-    # None = "not given": the parameters file or the node's default applies instead
-    parser.set_defaults(run=run, **{dest: None for dest in _MODEL_OPTIONS}, input_size=None)
-
-
-def _overrides(args: argparse.Namespace) -> dict:
-    values = {param: getattr(args, dest) for dest, param in _MODEL_OPTIONS.items()}
-    if args.input_size is not None:
-        values["input_height"], values["input_width"] = args.input_size
-    return values
+    add_model_options(parser, defaults=False)  # not given: the parameters file or the node's default decides
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dap_ros.errors import DapError
     from dap_ros.evaluation.report import write_report
     from dap_ros.evaluation.runner import EvalOptions, evaluate_bag
-    from dap_ros.evaluation.settings import create_predictor, resolve_params
+    from dap_ros.pipeline import DepthPredictor
+    from dap_ros.ros.params import resolve_params
 
     if args.max_frames is not None and args.max_frames < 1:
         raise DapError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not args.bag.exists():
         raise DapError(f"bag not found: {args.bag}")
-    params = resolve_params(args.params, _overrides(args))
+    params = resolve_params(args.params, node_parameter_overrides(args))
     options = EvalOptions(
         bag=args.bag,
         image_topic=args.image_topic,
@@ -111,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.manual_seed(0)  # random weights: the same numbers on every run (plumbing checks)
-    predictor = create_predictor(params)
+    predictor = DepthPredictor.from_spec(replace(params.model_spec(), compile=args.compile))
     run_result = evaluate_bag(options, predictor, params)
     del predictor
     if args.realtime and not run_result.interrupted:
@@ -152,7 +131,8 @@ def summary_line(doc: dict, report_dir: Path) -> str:
     if rt and not rt.get("error"):
         parts.append(f"real-time p50 {rt['latency_ms']['p50'] or float('nan'):.1f} ms, drop rate {rt['drop_rate']:.2f}")
     if r["read_error"]:
-        parts.append(f"READING STOPPED after frame {r['read_error']['stopped_after_frame']}: {r['read_error']['message']}")
+        error = r["read_error"]
+        parts.append(f"READING STOPPED after frame {error['stopped_after_frame']}: {error['message']}")
     if r["interrupted"]:
         parts.append("INTERRUPTED")
     return "; ".join(parts) + f" -> {report_dir}/report.md"

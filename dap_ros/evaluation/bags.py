@@ -2,21 +2,22 @@
 
 Reading: :class:`FrameSource` yields image frames (Image or CompressedImage) paired with ground
 truth depth images by header stamp and records where reading stopped when a bag is truncated or
-corrupt. Decoding of colour images reuses the node's decoders (``dap_ros.ros.messages``), which
+corrupt. Decoding of colour images reuses the node's decoders (``dap_ros.ros.decoding``), which
 only touch ``height``/``width``/``step``/``encoding``/``data`` and so accept rosbags messages.
 
 Writing: :class:`BagWriter` writes already-serialized CDR messages with explicit offered QoS
-profiles in the metadata (``ros2 bag play`` then does not have to guess), and
-:func:`image_cdr` / :func:`compressed_cdr` serialize input-side messages without rclpy
-(``make-bag``).
+profiles in the metadata (``ros2 bag play`` then does not have to guess); :func:`image_message`
+and :func:`compressed_message` build the camera-side messages of ``make-bag`` as rosbags
+messages, so that no ROS installation is needed (``BagWriter.serialize`` turns them into CDR).
 """
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -178,7 +179,10 @@ class FrameSource:
         from rosbags.rosbag2 import Reader
 
         error = f"cannot open bag {self.path}: {type(exc).__name__}: {exc}"
-        mcaps = [self.path] if self.path.suffix == ".mcap" else sorted(self.path.glob("*.mcap")) if self.path.is_dir() else []
+        if self.path.suffix == ".mcap":
+            mcaps = [self.path]
+        else:
+            mcaps = sorted(self.path.glob("*.mcap")) if self.path.is_dir() else []
         if len(mcaps) != 1:
             raise BagError(error) from None
         if mcaps[0] != self.path:  # a folder without (valid) metadata.yaml: the MCAP file may be whole
@@ -222,7 +226,7 @@ class FrameSource:
             self._tmpdir.cleanup()
             self._tmpdir = None
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -425,7 +429,7 @@ class BagWriter:
             self.closed = True
             self._writer.close()
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,10 +23,12 @@ Sums are kept in float64 so that results can be pooled over frames exactly
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Sequence
 
 import numpy as np
+
+from dap_ros.settings import DEPTH_SCALE_M
 
 __all__ = [
     "DEPTH_METRICS",
@@ -123,7 +125,7 @@ class DepthStats:
     delta3: int = 0
 
     @classmethod
-    def from_pixels(cls, pred: np.ndarray, gt: np.ndarray) -> "DepthStats":
+    def from_pixels(cls, pred: np.ndarray, gt: np.ndarray) -> DepthStats:
         """``pred`` and ``gt``: 1-D float64 arrays of evaluated pixels (finite, > 0)."""
         if pred.size == 0:
             return cls()
@@ -141,7 +143,7 @@ class DepthStats:
             delta3=int(np.count_nonzero(ratio < 1.25**3)),
         )
 
-    def __add__(self, other: "DepthStats") -> "DepthStats":
+    def __add__(self, other: DepthStats) -> DepthStats:
         return DepthStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def metrics(self) -> dict[str, float | None]:
@@ -170,7 +172,7 @@ class MaskStats:
     tn: int = 0
 
     @classmethod
-    def from_masks(cls, pred_beyond: np.ndarray, gt_beyond: np.ndarray, known: np.ndarray) -> "MaskStats":
+    def from_masks(cls, pred_beyond: np.ndarray, gt_beyond: np.ndarray, known: np.ndarray) -> MaskStats:
         """Counts over ``known`` pixels (GT valid or beyond range)."""
         pb, gb = pred_beyond[known], gt_beyond[known]
         tp = int(np.count_nonzero(pb & gb))
@@ -178,7 +180,7 @@ class MaskStats:
         fn = int(np.count_nonzero(~pb & gb))
         return cls(tp, fp, fn, int(pb.size) - tp - fp - fn)
 
-    def __add__(self, other: "MaskStats") -> "MaskStats":
+    def __add__(self, other: MaskStats) -> MaskStats:
         return MaskStats(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
     def metrics(self) -> dict[str, float | int | None]:
@@ -238,7 +240,7 @@ ERROR_BINS_M = np.concatenate([np.arange(0.0, 10.0, 0.5), np.arange(10.0, 20.0, 
 def frame_metrics(
     pred: np.ndarray,
     gt: np.ndarray,
-    max_range: float = 100.0,
+    max_range: float = DEPTH_SCALE_M,
     *,
     bands: Sequence[tuple[float, float]] = RANGE_BANDS,
     align: bool = False,
@@ -320,7 +322,8 @@ class MetricsAccumulator:
       often has few pixels in a band, and for the range mask).
     """
 
-    def __init__(self, bands: Sequence[tuple[float, float]] = RANGE_BANDS, error_bins: np.ndarray | None = ERROR_BINS_M):
+    def __init__(self, bands: Sequence[tuple[float, float]] = RANGE_BANDS,
+                 error_bins: np.ndarray | None = ERROR_BINS_M):
         self.bands = tuple(bands)
         self.error_bins = error_bins
         self.frames: list[FrameMetrics] = []

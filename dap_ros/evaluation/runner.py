@@ -16,7 +16,7 @@ import numpy as np
 from dap_ros.errors import DapError
 from dap_ros.evaluation import bags
 from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics, resize_nearest
-from dap_ros.ros import messages as msgs
+from dap_ros.ros.decoding import compressed_to_rgb, image_to_rgb
 from dap_ros.ros.params import NodeParams
 
 LOG = logging.getLogger("dap_ros")
@@ -96,9 +96,10 @@ def _thumb(image: np.ndarray, max_width: int = 512) -> np.ndarray:
 
 
 def model_info(predictor: Any, p: NodeParams) -> dict[str, Any]:
+    weights = getattr(predictor, "weights", None)
     return {
-        "checkpoint": getattr(predictor, "checkpoint", None),
-        "random_weights": getattr(predictor, "checkpoint", None) is None,
+        "checkpoint": getattr(weights, "path", None),
+        "random_weights": getattr(weights, "path", None) is None,
         "model_config": p.model_config,
         "backend": str(getattr(predictor, "backend", "?")),
         "device": str(getattr(predictor, "device", "?")),
@@ -122,22 +123,25 @@ def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> Ev
     )
     run.frames_in_bag = source.image_count
     run.distro = source.distro
-    writer = builder = None
+    writer = outputs = None
     topics: dict[str, str] = {}
     try:
         if options.output_bag is not None:
-            from dap_ros.evaluation.outputs import OUTPUT_TYPES, OutputBuilder
+            from dap_ros.ros.outputs import MSG_TYPES, OutputBuilder
 
-            builder = OutputBuilder(p)
+            check_ros_messages()
+            outputs = OutputBuilder()
             writer = bags.BagWriter(options.output_bag, options.output_storage, distro=source.distro,
                                     overwrite=options.overwrite)
-            ns = options.output_namespace if options.output_namespace is not None else output_namespace(options.image_topic)
+            ns = options.output_namespace
+            if ns is None:
+                ns = output_namespace(options.image_topic)
             ns = "/" + ns.strip("/") if ns.strip("/") else ""
             qos = bags.qos_profile(p.qos_output_reliability, p.qos_output_depth)
-            for name in builder.names:
+            for name in bag_outputs(p):
                 topics[name] = f"{ns}/{name}"
-                writer.add_topic(topics[name], OUTPUT_TYPES[name], qos)
-        _loop(run, source, predictor, builder, writer, topics)
+                writer.add_topic(topics[name], MSG_TYPES[name], qos)
+        _loop(run, source, predictor, outputs, writer, topics)
     finally:
         source.close()
         if writer is not None:
@@ -148,7 +152,7 @@ def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> Ev
                 "typestore": writer.distro,
                 "topics": {
                     topics[name]: {
-                        "type": OUTPUT_TYPES[name],
+                        "type": MSG_TYPES[name],
                         "messages": writer.counts[topics[name]],
                         "qos": {"reliability": p.qos_output_reliability, "history": "keep_last",
                                 "depth": p.qos_output_depth, "durability": "volatile"},
@@ -162,7 +166,27 @@ def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> Ev
     return run
 
 
-def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, builder: Any, writer: Any,
+def check_ros_messages() -> None:
+    """The output bag holds the node's own serialized messages: that needs the ROS 2 message packages."""
+    try:
+        import rclpy.serialization  # noqa: F401
+        import sensor_msgs.msg  # noqa: F401
+        import std_msgs.msg  # noqa: F401
+    except ImportError as exc:
+        raise DapError(
+            f"--output-bag needs the ROS 2 Python messages ({exc.name} is missing): source a ROS 2 "
+            "installation or pip install 'dap_ros[ros]' (x86_64); metrics alone work without them"
+        ) from None
+
+
+def bag_outputs(p: NodeParams) -> tuple[str, ...]:
+    """The node's enabled outputs except the colorized view (for people, not for bags)."""
+    from dap_ros.ros.outputs import enabled_outputs
+
+    return tuple(name for name in enabled_outputs(p) if name != "colorized")
+
+
+def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, outputs: Any, writer: Any,
           topics: dict[str, str]) -> None:
     from tqdm import tqdm
 
@@ -188,16 +212,24 @@ def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, builder: Any, 
             }
             try:
                 if frame.msgtype == bags.COMPRESSED:
-                    rgb = msgs.compressed_to_rgb(frame.image, p.max_input_width)
+                    rgb = compressed_to_rgb(frame.image, p.max_input_width)
                 else:
-                    rgb = msgs.image_to_rgb(frame.image, p.max_input_width)
+                    rgb = image_to_rgb(frame.image, p.max_input_width)
             except DapError as exc:
-                run.failures.append({"index": frame.index, "stamp_ns": frame.stamp_ns, "stage": "decode", "error": str(exc)})
+                run.failures.append({"index": frame.index, "stamp_ns": frame.stamp_ns, "stage": "decode",
+                                     "error": str(exc)})
                 progress.update(1)
                 continue
             t1 = time.perf_counter()
+            frame_outputs = None
+            if outputs is not None:  # the node's order: the depth message first, the range written into it
+                from dap_ros.ros.messages import header
+
+                size = tuple(rgb.shape[:2]) if output_size is None else output_size
+                frame_outputs = outputs.begin(p, header(frame.stamp_ns, p.frame_id or frame.image.header.frame_id),
+                                              size, tuple(topics))
             try:
-                result = predictor.predict(rgb, output_size)
+                result = predictor.predict(rgb, output_size, range_out=getattr(frame_outputs, "range_out", None))
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - as the node: skip the frame, keep going
@@ -206,9 +238,9 @@ def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, builder: Any, 
                 progress.update(1)
                 continue
             t2 = time.perf_counter()
-            if builder is not None:
-                for name, data in builder.build(frame.stamp_ns, frame.image.header.frame_id, result).items():
-                    writer.write(topics[name], frame.log_time_ns, data)
+            if frame_outputs is not None:
+                for name in frame_outputs.names:
+                    writer.write(topics[name], frame.log_time_ns, frame_outputs.build(name, result).cdr.tobytes())
             t3 = time.perf_counter()
             gt_m = None
             if frame.gt is not None:

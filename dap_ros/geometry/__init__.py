@@ -1,8 +1,9 @@
-"""ERP geometry of DESIGN.md §3: ray tables, range -> points, 360-degree laser scans.
+"""ERP geometry (docs/conventions.md): ray tables, range -> points, 360-degree laser scans.
 
 Importing this package does not import torch.
 """
 from dap_ros.geometry.erp import (
+    as_range_image,
     azimuth_elevation,
     colored_points,
     range_to_points,
@@ -12,6 +13,7 @@ from dap_ros.geometry.erp import (
 from dap_ros.geometry.scan import LaserScanSpec, laser_scan, scan_angles
 
 __all__ = [
+    "as_range_image",
     "azimuth_elevation",
     "ray_directions",
     "ray_directions_torch",

@@ -1,4 +1,4 @@
-"""Equirectangular (ERP) ray geometry, following DESIGN.md section 3.
+"""Equirectangular (ERP) ray geometry (docs/conventions.md, "Pixels, rays and frames").
 
 Conventions (the contract every other module relies on):
 
@@ -27,6 +27,7 @@ import numpy as np
 from dap_ros.errors import ConfigError
 
 __all__ = [
+    "as_range_image",
     "azimuth_elevation",
     "ray_directions",
     "range_to_points",
@@ -42,7 +43,8 @@ def _check_size(height: Any, width: Any) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _check_range_image(range_m: Any) -> np.ndarray:
+def as_range_image(range_m: Any) -> np.ndarray:
+    """``range_m`` as a non-empty floating (H, W) array (integers are converted to float32)."""
     arr = np.asarray(range_m)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"range image must be a non-empty (H, W) array, got shape {arr.shape}")
@@ -52,7 +54,7 @@ def _check_range_image(range_m: Any) -> np.ndarray:
 
 
 def azimuth_elevation(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column azimuth (W,) and per-row elevation (H,) in radians, float64 (DESIGN.md §3)."""
+    """Per-column azimuth (W,) and per-row elevation (H,) in radians, float64."""
     height, width = _check_size(height, width)
     azimuth = math.pi - 2.0 * math.pi * (np.arange(width, dtype=np.float64) + 0.5) / width
     elevation = math.pi / 2.0 - math.pi * (np.arange(height, dtype=np.float64) + 0.5) / height
@@ -77,22 +79,20 @@ def _ray_table(height: int, width: int, azimuth_offset_rad: float) -> np.ndarray
     return rays
 
 
-def ray_directions(height: int, width: int) -> np.ndarray:
-    """Unit rays (H, W, 3) float32 in the camera/body frame of REP 103.
+def ray_directions(height: int, width: int, azimuth_offset_rad: float = 0.0) -> np.ndarray:
+    """Unit rays (H, W, 3) float32 in the body frame of REP 103, for a camera yawed by
+    ``azimuth_offset_rad`` about +z (see the module docstring for the sign).
 
-    Cached per size and read-only: copy it before modifying.
+    Computed in float64 and rounded once; cached per size and offset, read-only: copy it before
+    modifying.
     """
     height, width = _check_size(height, width)
-    return _ray_table(height, width, 0.0)
-
-
-def _rays_for(shape: tuple[int, int], azimuth_offset_rad: float) -> np.ndarray:
     offset = float(azimuth_offset_rad)
     if not math.isfinite(offset):
         raise ValueError(f"azimuth_offset_rad must be finite, got {azimuth_offset_rad!r}")
     # normalise to [-pi, pi) so equivalent offsets share one cache entry
     offset = (offset + math.pi) % (2.0 * math.pi) - math.pi
-    return _ray_table(shape[0], shape[1], offset)
+    return _ray_table(height, width, offset)
 
 
 def range_to_points(range_m: np.ndarray, azimuth_offset_rad: float = 0.0) -> np.ndarray:
@@ -101,8 +101,8 @@ def range_to_points(range_m: np.ndarray, azimuth_offset_rad: float = 0.0) -> np.
     NaN ranges give NaN points; +Inf ranges give non-finite points (no warnings are emitted).
     ``azimuth_offset_rad`` rotates the result about +z (see the module docstring for the sign).
     """
-    rng = _check_range_image(range_m)
-    rays = _rays_for(rng.shape, azimuth_offset_rad)
+    rng = as_range_image(range_m)
+    rays = ray_directions(rng.shape[0], rng.shape[1], azimuth_offset_rad)
     with np.errstate(invalid="ignore", over="ignore"):
         return rng.astype(np.float32, copy=False)[..., None] * rays
 
@@ -120,7 +120,7 @@ def colored_points(
     Keeps pixels with a finite range in [min_range, max_range] (metres), taking every
     ``stride``-th row and column (starting at row 0, column 0). Order is row-major.
     """
-    rng = _check_range_image(range_m)
+    rng = as_range_image(range_m)
     colors = np.asarray(rgb)
     if colors.shape != rng.shape + (3,):
         raise ValueError(
@@ -130,7 +130,7 @@ def colored_points(
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     if min_range > max_range:
         raise ValueError(f"min_range ({min_range}) must not exceed max_range ({max_range})")
-    rays = _rays_for(rng.shape, azimuth_offset_rad)[::stride, ::stride]
+    rays = ray_directions(rng.shape[0], rng.shape[1], azimuth_offset_rad)[::stride, ::stride]
     sub = rng[::stride, ::stride].astype(np.float32, copy=False)
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(sub) & (sub >= min_range) & (sub <= max_range)

@@ -20,7 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from dap_ros.geometry.erp import _check_range_image, azimuth_elevation
+from dap_ros.geometry.erp import as_range_image, azimuth_elevation
+from dap_ros.settings import DEPTH_SCALE_M
 
 __all__ = ["LaserScanSpec", "laser_scan", "scan_angles"]
 
@@ -40,7 +41,7 @@ class LaserScanSpec:
     elevation_min_deg: float = -5.0
     elevation_max_deg: float = 5.0
     range_min: float = 0.1
-    range_max: float = 100.0
+    range_max: float = DEPTH_SCALE_M
 
     def __post_init__(self) -> None:
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -148,7 +149,7 @@ def laser_scan(
     image centre column looks toward +offset), so the scan is in the body frame.
     """
     spec = LaserScanSpec() if spec is None else spec
-    rng = _check_range_image(range_m)
+    rng = as_range_image(range_m)
     offset = float(azimuth_offset_rad)
     if not math.isfinite(offset):
         raise ValueError(f"azimuth_offset_rad must be finite, got {azimuth_offset_rad!r}")

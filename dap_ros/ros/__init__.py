@@ -1,7 +1,8 @@
-"""The ROS 2 node of dap_ros (needs rclpy and the sensor/diagnostic message packages).
+"""The ROS 2 side of dap_ros (needs rclpy and the sensor/diagnostic message packages).
 
-Modules: ``node`` (the node and its ``main``), ``params`` (parameter table and validation),
-``messages`` (numpy <-> sensor_msgs), ``diagnostics`` (health and DiagnosticArray), ``worker``
-(the newest-frame-only inference thread). Nothing is imported here, so ``import dap_ros.ros``
-works without rclpy; import ``dap_ros.ros.node`` to get the node.
+The node (``node``, ``params``, ``worker``, ``diagnostics``), its outputs (``outputs`` over
+``messages``, ``point_cloud``, ``cdr_publish``), its input (``decoding``), and the code that drives
+it from outside (``process``, ``client``). docs/architecture.md lists every module. Nothing is
+imported here, so ``import dap_ros.ros`` works without rclpy; import ``dap_ros.ros.node`` to get
+the node.
 """

@@ -104,12 +104,8 @@ class CdrPublisher:
     def get_subscription_count(self) -> int:
         return self.publisher.get_subscription_count()
 
-    def publish(self, cdr: np.ndarray | bytes | Any) -> None:
-        """Publish a CDR message (contiguous uint8 array or bytes); a message object goes
-        through rclpy as usual (small messages such as the scan)."""
-        if not isinstance(cdr, (np.ndarray, bytes)):
-            self.publisher.publish(cdr)
-            return
+    def publish(self, cdr: np.ndarray | bytes) -> None:
+        """Publish a CDR message (a contiguous uint8 array or bytes)."""
         if self._publish is None:
             self.publisher.publish(cdr if isinstance(cdr, bytes) else cdr.tobytes())
             return

@@ -1,6 +1,6 @@
 """Optional compiled point-cloud kernel (numba, the ``fast`` extra): one pass instead of eight.
 
-The numpy path of :class:`dap_ros.ros.messages.PointCloudBuilder` walks the record several times
+The numpy path of :class:`dap_ros.ros.point_cloud.PointCloudBuilder` walks the record several times
 (sub-sampling, validity, three multiplies, colour packing, the gather of valid points): ~2.3 ms
 for 460 800 points alone, about twice that in the node where the other thread publishes at the
 same time. These kernels read every kept pixel once and write its 16-byte point once, without
@@ -12,7 +12,7 @@ once (~1 s; the node warms the kernels up at start); numba caches the machine co
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit

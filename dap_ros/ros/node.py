@@ -32,16 +32,17 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2
 from std_msgs.msg import Header
 
-from dap_ros.errors import CheckpointError, DapError
-from dap_ros.geometry import LaserScanSpec, laser_scan
+from dap_ros.errors import CheckpointError, ConfigError, DapError
 from dap_ros.ros import diagnostics as diag
-from dap_ros.ros import messages as msgs
 from dap_ros.ros import params as prm
 from dap_ros.ros.cdr_publish import CdrPublisher
+from dap_ros.ros.decoding import InputRejected, compressed_to_rgb, image_to_rgb
 from dap_ros.ros.memory import tune_malloc_for_large_frames
+from dap_ros.ros.outputs import TOPICS, FrameOutputs, OutputBuilder, enabled_outputs
+from dap_ros.ros.point_cloud import point_kernel
 from dap_ros.ros.worker import InferenceWorker
 
-NODE_NAME = "dap_depth"
+NODE_NAME = prm.NODE_NAME
 EXIT_CHECKPOINT = 1  # missing / wrong weights
 EXIT_PARAMETERS = 2  # a parameter is invalid (or names something this machine lacks)
 _ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
@@ -67,7 +68,6 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
 
 def create_predictor(p: prm.NodeParams, logger: Any, progress: Any = None) -> Any:
     """Load the model for ``p``; DapError with a one-line message naming the parameter otherwise."""
-    from dap_ros.errors import ConfigError
     from dap_ros.pipeline import DepthPredictor
 
     if not p.checkpoint and p.allow_random_weights:
@@ -76,20 +76,11 @@ def create_predictor(p: prm.NodeParams, logger: Any, progress: Any = None) -> An
             "The depth is MEANINGLESS (plumbing tests only); set 'checkpoint' to the DAP weights."
         )
     try:
-        return DepthPredictor.create(**p.predictor_options(), progress=progress)
+        return DepthPredictor.from_spec(p.model_spec(), progress=progress)
     except CheckpointError as exc:
         raise CheckpointError(f"parameter 'checkpoint' ({p.checkpoint or 'empty'}): {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"model parameters (model_config/backend/device/precision/input size): {exc}") from None
-
-
-def weights_description(predictor: Any) -> str:
-    source = getattr(predictor, "weights_source", "checkpoint")
-    if source == "embedded":
-        return f"EMBEDDED DEMO MODEL (synthetic-only, not for real robots): {predictor.checkpoint}"
-    if source == "random" or not predictor.checkpoint:
-        return "RANDOM WEIGHTS (allow_random_weights)"
-    return str(predictor.checkpoint)
 
 
 class DepthNode(LifecycleNode):
@@ -105,9 +96,7 @@ class DepthNode(LifecycleNode):
         self.startup_error: DapError | None = None
         self.exit_code = 0
         self._throttle = diag.KindThrottle()
-        self._scan_spec: LaserScanSpec | None = None
-        self._cloud = msgs.PointCloudBuilder()  # used by one frame at a time (worker or its helper)
-        self._buffers = msgs.CdrBuffers()  # the outputs' serialized messages, reused frame after frame
+        self._outputs = OutputBuilder()  # serialized messages reused frame after frame, one frame at a time
         # a helper thread builds the point cloud (the costliest message) while the inference
         # thread builds and publishes the images: message building uses both cores, as inference does
         self._helper: ThreadPoolExecutor | None = None
@@ -153,26 +142,20 @@ class DepthNode(LifecycleNode):
             self.get_logger().fatal(str(exc))
             return FAILURE
         self.params, self.predictor = p, predictor
-        self._scan_spec = p.scan_spec()
         qos = qos_profile(p.qos_output_reliability, p.qos_output_depth)
-        for key, msg_type, topic in (
-            ("depth", Image, "depth"),
-            ("range_mask", Image, "range_mask"),
-            ("points", PointCloud2, "points"),
-            ("scan", LaserScan, "scan"),
-            ("colorized", Image, "depth/colorized"),
-        ):
-            self._pubs[key] = CdrPublisher(self.create_lifecycle_publisher(msg_type, topic, qos))
+        msg_types = {"depth": Image, "range_mask": Image, "points": PointCloud2, "scan": LaserScan, "colorized": Image}
+        for key in ("depth", "range_mask", "points", "scan", "colorized"):
+            self._pubs[key] = CdrPublisher(self.create_lifecycle_publisher(msg_types[key], TOPICS[key], qos))
         if self._pubs["depth"].fallback_reason:
             self.get_logger().info(f"publishing through rclpy: {self._pubs['depth'].fallback_reason}")
         self._diag_timer = self.create_timer(p.diagnostics_period_sec, self._publish_diagnostics)
         height, width = predictor.input_size
         self.get_logger().info(
             f"model ready: backend {predictor.backend}, device {predictor.device}, precision "
-            f"{predictor.precision}, input {height}x{width}, weights {weights_description(predictor)}"
+            f"{predictor.precision}, input {height}x{width}, weights {predictor.weights.describe()}"
         )
         self._warm_up_point_kernel(p)
-        if getattr(predictor, "weights_source", "") == "embedded":
+        if predictor.weights.kind == "embedded":
             from dap_ros.model.embedded import EMBEDDED_WARNING
 
             self.get_logger().warning(EMBEDDED_WARNING)
@@ -180,7 +163,7 @@ class DepthNode(LifecycleNode):
 
     def _warm_up_point_kernel(self, p: prm.NodeParams) -> None:
         """Compile the optional numba point-cloud kernel now rather than on the first frames."""
-        kernel = msgs.point_kernel() if p.points_enable else None
+        kernel = point_kernel() if p.points_enable else None
         if kernel is None:
             return
         t0 = time.monotonic()
@@ -207,7 +190,8 @@ class DepthNode(LifecycleNode):
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dap_points")
         self._worker = InferenceWorker(self._process, self._on_worker_crash)
         self._worker.start()
-        msg_type, topic = (CompressedImage, "image/compressed") if p.input_transport == "compressed" else (Image, "image")
+        compressed = p.input_transport == "compressed"
+        msg_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
         self._sub = self.create_subscription(
             msg_type,
             topic,
@@ -291,10 +275,10 @@ class DepthNode(LifecycleNode):
         t0 = time.perf_counter()
         try:
             if p.input_transport == "compressed":
-                rgb = msgs.compressed_to_rgb(frame.msg, p.max_input_width)
+                rgb = compressed_to_rgb(frame.msg, p.max_input_width)
             else:
-                rgb = msgs.image_to_rgb(frame.msg, p.max_input_width)
-        except msgs.InputRejected as exc:
+                rgb = image_to_rgb(frame.msg, p.max_input_width)
+        except InputRejected as exc:
             self._fail(exc.kind, f"frame skipped: {exc}")
             return
         t1 = time.perf_counter()
@@ -302,17 +286,15 @@ class DepthNode(LifecycleNode):
         if not header.frame_id:
             self._log_problem("no_frame_id", "input has an empty frame_id and parameter 'frame_id' is empty")
         size = tuple(rgb.shape[:2]) if p.output_size == "input" else tuple(predictor.input_size)
-        wanted = self._subscribed_outputs(p)
-        # the predictor writes the range straight into the depth message
-        depth, depth_pixels = msgs.depth_message(header, size, self._buffers) if "depth" in wanted else (None, None)
-        try:
-            result = predictor.predict(rgb, size, range_out=depth_pixels)
+        outputs = self._outputs.begin(p, header, size, self._subscribed_outputs(p))
+        try:  # the predictor writes the range straight into the depth message
+            result = predictor.predict(rgb, size, range_out=outputs.range_out)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame, keep going
             self._fail("model", f"inference failed, frame skipped: {type(exc).__name__}: {exc}")
             self._free_accelerator_memory()
             return
         try:
-            build_sec, publish_sec = self._publish_outputs(header, result, p, wanted, depth)
+            build_sec, publish_sec = self._publish_outputs(outputs, result)
         except Exception as exc:  # noqa: BLE001 - a failed output must not stop the next frame
             if not self.context.ok():
                 return  # shutting down (Ctrl-C): the publishers are already gone
@@ -322,43 +304,26 @@ class DepthNode(LifecycleNode):
         age = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
         self.stats.output(time.monotonic(), stages, age)
 
-    def _subscribed_outputs(self, p: prm.NodeParams) -> dict[str, CdrPublisher]:
+    def _subscribed_outputs(self, p: prm.NodeParams) -> tuple[str, ...]:
         """The enabled outputs somebody listens to (lazy: nothing is built for the others)."""
-        enabled = {
-            "points": p.points_enable, "depth": True, "range_mask": True, "scan": p.scan_enable,
-            "colorized": p.publish_colorized,
-        }
-        return {
-            key: pub for key, pub in self._pubs.items() if enabled.get(key) and pub.get_subscription_count() > 0
-        }
+        return tuple(name for name in enabled_outputs(p) if self._pubs[name].get_subscription_count() > 0)
 
-    def _publish_outputs(
-        self, header: Header, result: Any, p: prm.NodeParams, wanted: dict[str, CdrPublisher],
-        depth: msgs.CdrMessage | None,
-    ) -> tuple[float, float]:
-        """Build and publish the ``wanted`` outputs (``depth``: its message, already filled);
-        returns (build s, publish s) of this thread's wall time.
+    def _publish_outputs(self, outputs: FrameOutputs, result: Any) -> tuple[float, float]:
+        """Build and publish the frame's outputs; returns (build s, publish s) of this thread's wall time.
 
         The point cloud (the costliest message) is built and published on the helper thread while
         this thread does the others: both cores work, as during inference. Waiting for the helper
         at the end counts as publish time up to the helper's own publish time, the rest as build.
         """
-        makers = {
-            "points": lambda: msgs.points_message_for(self._cloud, header, result, p, self._buffers),
-            "depth": lambda: depth,
-            "range_mask": lambda: msgs.mask_message(header, result.in_range, self._buffers),
-            "scan": lambda: self._scan_msg(header, result, p),
-            "colorized": lambda: msgs.colorized_message(header, result.range_m, p.max_range, self._buffers),
-        }
-        jobs = [(key, wanted[key], makers[key]) for key in makers if key in wanted]
+        names = list(outputs.names)
         helper, future = self._helper, None
-        if helper is not None and len(jobs) > 1 and jobs[0][0] == "points":
-            future = helper.submit(self._build_and_publish, *jobs[0])
-            jobs = jobs[1:]
+        if helper is not None and len(names) > 1 and names[0] == "points":
+            future = helper.submit(self._build_and_publish, outputs, "points", result)
+            names = names[1:]
         build = publish = 0.0
         try:
-            for job in jobs:
-                b, pub_s = self._build_and_publish(*job)
+            for name in names:
+                b, pub_s = self._build_and_publish(outputs, name, result)
                 build, publish = build + b, publish + pub_s
         except Exception:
             if future is not None:  # the next frame reuses the buffers the helper is reading
@@ -372,17 +337,13 @@ class DepthNode(LifecycleNode):
             build += waited - min(waited, helper_publish)
         return build, publish
 
-    def _build_and_publish(self, key: str, pub: CdrPublisher, make: Any) -> tuple[float, float]:
+    def _build_and_publish(self, outputs: FrameOutputs, name: str, result: Any) -> tuple[float, float]:
         t0 = time.perf_counter()
-        message = make()
+        message = outputs.build(name, result)
         t1 = time.perf_counter()
-        self.published[key] += 1  # counted first: a subscriber may see the message before publish returns
-        pub.publish(message.cdr if isinstance(message, msgs.CdrMessage) else message)
+        self.published[name] += 1  # counted first: a subscriber may see the message before publish returns
+        self._pubs[name].publish(message.cdr)
         return t1 - t0, time.perf_counter() - t1
-
-    def _scan_msg(self, header: Header, result: Any, p: prm.NodeParams) -> LaserScan:
-        spec = self._scan_spec or p.scan_spec()
-        return msgs.scan_msg(header, laser_scan(result.range_m, spec, p.azimuth_offset_rad), spec)
 
     def _free_accelerator_memory(self) -> None:
         device = getattr(self.predictor, "device", None)
@@ -438,7 +399,6 @@ class DepthNode(LifecycleNode):
         if self.predictor is not None:
             self.predictor.mask_threshold = new.mask_threshold
             self.predictor.max_range = new.max_range
-        self._scan_spec = new.scan_spec()
         self.params = new
 
     def _warn_unknown_overrides(self) -> None:
@@ -473,7 +433,7 @@ class DepthNode(LifecycleNode):
             "device": str(predictor.device),
             "precision": str(predictor.precision),
             "model config": p.model_config,
-            "model file": weights_description(predictor),
+            "model file": predictor.weights.describe(),
             "network input": "x".join(str(v) for v in predictor.input_size),
         }
         array = diag.diagnostic_array(

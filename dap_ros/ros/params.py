@@ -1,9 +1,11 @@
-"""The node's parameters: one table (name, default, meaning), one validated dataclass.
+"""The node's parameters: one table (name, default, meaning), one validated dataclass, and the
+ROS 2 parameters file (read by eval-bag, written for the node processes the tools start).
 
 Pure Python (no rclpy, no torch) so the validation is testable and reusable; ``declare`` imports
-rclpy lazily. Parameters are declared with dynamic typing: ROS would otherwise reject
-``max_range: 100`` (an integer in YAML) with a type-mismatch traceback at start. The values are
-type-checked here instead, with one clear message per parameter.
+rclpy lazily. The rules shared with the command line live in :mod:`dap_ros.settings`. Parameters
+are declared with dynamic typing: ROS would otherwise reject ``max_range: 100`` (an integer in
+YAML) with a type-mismatch traceback at start. The values are type-checked here instead, with one
+clear message per parameter.
 
 Every parameter is either applied at run time or "restart-only" (read once when the model and the
 topics are set up); changing a restart-only parameter on a running node is rejected with a reason.
@@ -11,19 +13,20 @@ topics are set up); changing a restart-only parameter on a running node is rejec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any
 
+from dap_ros import settings
 from dap_ros.errors import ConfigError
 from dap_ros.geometry import LaserScanSpec
+from dap_ros.settings import BACKENDS, DEPTH_SCALE_M, NORMALIZATIONS, PRECISIONS, ModelSpec
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
-NORMALIZATIONS = ("imagenet", "none")
 OUTPUT_SIZES = ("input", "network")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("reliable", "best_effort")
-MAX_RANGE_LIMIT_M = 100.0  # the released model's depth scale (DESIGN.md section 1)
+NODE_NAME = "dap_depth"
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("input_width", 0, "network input width in pixels; 0 with input_height 0", restart=True),
     ParamSpec("normalization", "imagenet", "network input normalization: imagenet or none", restart=True),
     ParamSpec("mask_threshold", 0.5, "out-of-range probability above which a pixel is +Inf, in (0, 1)"),
-    ParamSpec("max_range", 100.0, "metres; ranges beyond are +Inf (no return), in (0, 100]"),
+    ParamSpec("max_range", DEPTH_SCALE_M, "metres; ranges beyond are +Inf (no return), in (0, 100]"),
     ParamSpec("frame_id", "", "frame of all outputs; empty = the input image's frame_id"),
     ParamSpec("output_size", "input", "size of depth/range_mask/points: input (image size) or network"),
     ParamSpec("max_input_width", 4096, "frames wider than this (pixels) are rejected and counted"),
@@ -69,7 +72,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("points.enable", True, "publish the PointCloud2 on points"),
     ParamSpec("points.stride", 2, "take every stride-th row and column (1 = every pixel)"),
     ParamSpec("points.min_range", 0.0, "metres; nearer points are dropped"),
-    ParamSpec("points.max_range", 100.0, "metres; farther points are dropped"),
+    ParamSpec("points.max_range", DEPTH_SCALE_M, "metres; farther points are dropped"),
     ParamSpec("points.rgb", True, "add the packed float32 rgb field"),
     ParamSpec("points.organized", False, "true: H x W cloud with NaN for missing points; "
               "false: only valid points (height 1)"),
@@ -78,7 +81,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("scan.elevation_max_deg", 5.0, "degrees; upper edge of the elevation band scanned"),
     ParamSpec("scan.angle_increment_deg", 0.5, "degrees between beams (720 beams at 0.5)"),
     ParamSpec("scan.range_min", 0.1, "metres; LaserScan.range_min"),
-    ParamSpec("scan.range_max", 100.0, "metres; LaserScan.range_max (farther = +Inf)"),
+    ParamSpec("scan.range_max", DEPTH_SCALE_M, "metres; LaserScan.range_max (farther = +Inf)"),
     ParamSpec("publish_colorized", True, "publish depth/colorized (bgr8, for viewing)"),
     ParamSpec("azimuth_offset_deg", 0.0, "degrees; camera yaw in the output frame (points, scan)"),
     ParamSpec("diagnostics.period_sec", 1.0, "seconds between DiagnosticArray messages", restart=True),
@@ -141,11 +144,11 @@ class NodeParams:
     diagnostics_error_after_failures: int
 
     @classmethod
-    def defaults(cls) -> "NodeParams":
+    def defaults(cls) -> NodeParams:
         return cls.from_values({})
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "NodeParams":
+    def from_values(cls, values: Mapping[str, Any]) -> NodeParams:
         """Validate ``{parameter name: value}`` (missing names take defaults); raise ConfigError."""
         typed, problems = check_values(values)
         if problems:
@@ -162,30 +165,29 @@ class NodeParams:
             return None
         return self.input_height, self.input_width
 
-    def predictor_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``DepthPredictor.create`` for these parameters (the node, bag
-        evaluation and the demo build their predictor from this one place)."""
-        device = self.device
-        if device == "auto":
-            import torch
+    def values(self) -> dict[str, Any]:
+        """{parameter name: value} of every parameter."""
+        return {spec.name: self.value(spec.name) for spec in SPECS}
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return {
-            "checkpoint": self.checkpoint or None,
-            "model_config": self.model_config,
-            "device": device,
-            "precision": self.precision,
-            "input_size": self.input_size,
-            "normalization": self.normalization,
-            "mask_threshold": self.mask_threshold,
-            "max_range": self.max_range,
-            "allow_random": self.allow_random_weights,
-            "backend": self.backend,
-            "onnx": self.onnx or None,
-            "engine": self.engine or None,
-            "build_engine": self.build_engine,
-            "cuda_graph": self.cuda_graph,
-        }
+    def model_spec(self) -> ModelSpec:
+        """What the predictor loads for these parameters (the node, eval-bag and the benchmarks
+        build their predictor from this one place)."""
+        return ModelSpec(
+            checkpoint=self.checkpoint or None,
+            model_config=self.model_config,
+            allow_random=self.allow_random_weights,
+            backend=self.backend,
+            device=self.device,
+            precision=self.precision,
+            input_size=self.input_size,
+            normalization=self.normalization,
+            mask_threshold=self.mask_threshold,
+            max_range=self.max_range,
+            onnx=self.onnx or None,
+            engine=self.engine or None,
+            build_engine=self.build_engine,
+            cuda_graph=self.cuda_graph,
+        )
 
     @property
     def azimuth_offset_rad(self) -> float:
@@ -264,11 +266,14 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
 
     for name, choices in _CHOICES.items():
         v[name] = v[name].lower()
-        if v[name] not in choices:
-            bad(name, "must be one of " + ", ".join(choices))
-    device = v["device"].lower()
-    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
-        bad("device", "must be auto, cpu, cuda or cuda:N")
+        problem = settings.choice_problem(v[name], choices)
+        if problem is not None:
+            bad(name, problem)
+    for name, problem in (("device", settings.device_problem(v["device"])),
+                          ("mask_threshold", settings.mask_threshold_problem(v["mask_threshold"])),
+                          ("max_range", settings.max_range_problem(v["max_range"]))):
+        if problem is not None:
+            bad(name, problem)
     if not v["model_config"]:
         bad("model_config", "must name a preset (vitl, tiny) or a JSON file")
     if v["input_height"] == 0 and v["input_width"] == 0:
@@ -278,10 +283,6 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
     elif v["input_width"] != 2 * v["input_height"]:
         for name in ("input_height", "input_width"):
             bad(name, f"input_width must be 2 x input_height (ERP 2:1; {v['input_height']}x{v['input_width']})", True)
-    if not 0.0 < v["mask_threshold"] < 1.0:
-        bad("mask_threshold", "must lie in (0, 1)")
-    if not 0.0 < v["max_range"] <= MAX_RANGE_LIMIT_M:
-        bad("max_range", f"must lie in (0, {MAX_RANGE_LIMIT_M:g}] metres")
     if v["max_input_width"] < 16:
         bad("max_input_width", "must be >= 16 pixels")
     for name in ("qos.input.depth", "qos.output.depth"):
@@ -338,6 +339,76 @@ def declare(node: Any) -> None:
 def read(node: Any) -> dict[str, Any]:
     """Current values of every declared parameter of ``node`` ({name: python value})."""
     return {spec.name: node.get_parameter(spec.name).value for spec in SPECS}
+
+
+# --- the ROS 2 parameters file -------------------------------------------------------------------
+
+def flatten_ros_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'qos': {'input': {'depth': 2}}} -> {'qos.input.depth': 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_ros_params(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """Parameter values from a ROS 2 parameters file (``NODE: ros__parameters: {...}``).
+
+    Sections apply in file order when their key is ``/**``, ``NODE``, ``/NODE``, or a namespaced
+    name ending in ``/NODE``; later sections override earlier ones, as in ROS.
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameters file {p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"parameters file {p} is not valid YAML: {exc}") from None
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"parameters file {p} must map node names to 'ros__parameters'")
+    values: dict[str, Any] = {}
+    matched = False
+    for key, section in tree.items():
+        key = str(key)
+        applies = key in ("/**", node_name, f"/{node_name}") or key.endswith(f"/{node_name}")
+        if not applies or not isinstance(section, Mapping):
+            continue
+        params = section.get("ros__parameters")
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"parameters file {p}: section {key!r} has no 'ros__parameters' mapping")
+        values.update(flatten_ros_params(params))
+        matched = True
+    if not matched:
+        raise ConfigError(f"parameters file {p} has no section for '/**' or '{node_name}'")
+    return values
+
+
+def params_file_text(values: Mapping[str, Any]) -> str:
+    """A ROS 2 parameters file (``/**: ros__parameters:``) holding ``values`` ({dotted name: value})."""
+    import yaml
+
+    tree: dict[str, Any] = {}
+    for name, value in values.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return yaml.safe_dump({"/**": {"ros__parameters": tree}}, sort_keys=False)
+
+
+def resolve_params(params_file: str | Path | None, overrides: Mapping[str, Any]) -> NodeParams:
+    """Validated NodeParams from the file (if any) with ``overrides`` (None values ignored).
+    Precedence, as for the node: an override > the file > the defaults."""
+    values: dict[str, Any] = load_params_file(params_file) if params_file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return NodeParams.from_values(values)
 
 
 # Checked once at import: the table and the dataclass must list the same names.

@@ -25,7 +25,7 @@ import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from dap_ros.ros.messages import image_cdr
+from dap_ros.ros.messages import image_message
 
 rclpy.init()
 node = rclpy.create_node("profile_probe")
@@ -33,7 +33,9 @@ qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 got = []
 node.create_subscription(Image, "probe_big", got.append, qos, raw=True)
 pub = node.create_publisher(Image, "probe_big", qos)
-frame = image_cdr(Header(frame_id="probe"), np.arange(960 * 1920 * 4, dtype=np.uint32).astype(np.uint8).reshape(960, 1920, 4), "rgba8")
+message, pixels = image_message(Header(frame_id="probe"), (960, 1920, 4), np.uint8, "rgba8")
+pixels[...] = np.arange(960 * 1920 * 4, dtype=np.uint32).astype(np.uint8).reshape(960, 1920, 4)
+frame = message.cdr.tobytes()
 deadline = time.monotonic() + 20.0
 while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
     rclpy.spin_once(node, timeout_sec=0.05)

@@ -1,0 +1,64 @@
+"""Camera messages -> RGB (no DDS needed): encodings, row padding, rejections by kind, compressed frames."""
+from __future__ import annotations
+
+import array
+import io
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from ros_helpers import rgb_image_msg
+from sensor_msgs.msg import CompressedImage
+
+from dap_ros.ros import decoding as M
+
+RGB = np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+STAMP = Time(sec=5, nanosec=7)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+@pytest.mark.parametrize("pad", [0, 1, 13])
+def test_image_to_rgb_every_encoding_with_row_padding(encoding, pad):
+    msg = rgb_image_msg(RGB, STAMP, encoding=encoding, pad=pad)
+    got = M.image_to_rgb(msg, max_width=4096)
+    expected = np.repeat(RGB[..., :1], 3, axis=2) if encoding == "mono8" else RGB
+    assert got.shape == (16, 32, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_last_row_without_padding_is_accepted():
+    msg = rgb_image_msg(RGB, STAMP, pad=4)
+    msg.data = array.array("B", bytes(msg.data)[:-4])  # driver trimmed the final row's padding
+    np.testing.assert_array_equal(M.image_to_rgb(msg, 4096), RGB)
+
+
+@pytest.mark.parametrize("change,kind", [
+    ({"encoding": "16UC1"}, "encoding"),
+    ({"step": 10}, "bad_step"),
+    ({"data": array.array("B", bytes(100))}, "short_data"),
+    ({"width": 16, "step": 48}, "not_erp"),
+    ({"width": 0, "height": 0}, "empty"),
+    ({"width": 7680, "height": 3840, "step": 7680 * 3}, "too_large"),
+])
+def test_bad_images_are_rejected_by_kind(change, kind):
+    msg = rgb_image_msg(RGB, STAMP)
+    for key, value in change.items():
+        setattr(msg, key, value)
+    with pytest.raises(M.InputRejected) as info:
+        M.image_to_rgb(msg, max_width=4096)
+    assert info.value.kind == kind
+
+
+def test_compressed_decoding_and_size_check_before_decoding():
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(RGB).save(buffer, format="PNG")
+    msg = CompressedImage(format="png", data=buffer.getvalue())
+    np.testing.assert_array_equal(M.compressed_to_rgb(msg, 4096), RGB)
+    with pytest.raises(M.InputRejected, match="max_input_width") as info:
+        M.compressed_to_rgb(msg, max_width=16)
+    assert info.value.kind == "too_large"
+    with pytest.raises(M.InputRejected) as info:
+        M.compressed_to_rgb(CompressedImage(format="jpeg", data=b"garbage"), 4096)
+    assert info.value.kind == "corrupt"
