@@ -8,16 +8,51 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics
+from dap_ros.evaluation.metrics import MetricsAccumulator, frame_metrics, resize_nearest
+from dap_ros.evaluation.timing import latency_summary_ms
 from dap_ros.geometry import LaserScanSpec, laser_scan
 from dap_ros.io.colorize import colorize_range
+from dap_ros.settings import DEPTH_SCALE_M
 
-MAX_RANGE_M = 100.0
+OUTPUTS = ("depth", "range_mask", "points", "scan")
+
+
+@dataclass
+class FrameResult:
+    """One played frame's outputs as arrays, with their receipt latency."""
+
+    latency: dict[str, float | None] = field(default_factory=dict)  # output -> stamp-to-receipt ms
+    depth: np.ndarray | None = None  # (H, W) float32 metres, +Inf beyond range, NaN invalid
+    range_mask: np.ndarray | None = None  # (H, W) uint8, 255 = in range
+    points: np.ndarray | None = None  # (N, 3) float32, body frame
+    scan: np.ndarray | None = None  # (beams,) float32
+    scan_angle_min: float = 0.0
+    scan_angle_increment: float = 0.0
+
+    @classmethod
+    def from_received(cls, got: Any) -> FrameResult:
+        """From a :class:`dap_ros.ros.client.Received` holding the four outputs."""
+        from dap_ros.ros.client import cloud_xyz, image_array
+
+        scan = got.messages["scan"]
+        return cls(
+            latency={name: got.latency_ms(name) for name in OUTPUTS},
+            depth=image_array(got.messages["depth"]),
+            range_mask=image_array(got.messages["range_mask"]),
+            points=cloud_xyz(got.messages["points"]),
+            scan=np.asarray(scan.ranges, dtype=np.float32),
+            scan_angle_min=float(scan.angle_min),
+            scan_angle_increment=float(scan.angle_increment),
+        )
+
+    def latency_ms(self, output: str) -> float | None:
+        return self.latency.get(output)
 
 
 def _label(img, text: str):
@@ -103,11 +138,9 @@ def frame_panel(rgb: np.ndarray, gt: np.ndarray, result: Any, gt_scan: np.ndarra
     size = (w, h)
     finite_gt = gt[np.isfinite(gt)]
     lo = 0.3
-    hi = float(np.percentile(finite_gt, 99)) * 1.2 if finite_gt.size else MAX_RANGE_M
+    hi = float(np.percentile(finite_gt, 99)) * 1.2 if finite_gt.size else DEPTH_SCALE_M
     depth = result.depth
     if depth.shape != gt.shape:
-        from dap_ros.evaluation.metrics import resize_nearest
-
         depth = resize_nearest(depth, gt.shape)
     mask = result.range_mask if result.range_mask is not None else np.zeros(gt.shape, np.uint8)
     extent = float(np.clip(np.nanpercentile(finite_gt, 95) if finite_gt.size else 10.0, 4.0, 30.0))
@@ -135,14 +168,6 @@ def gt_scan_of(gt: np.ndarray, result: Any) -> np.ndarray | None:
     return laser_scan(g, spec)
 
 
-def latency_stats(values_ms: list[float]) -> dict[str, float | None]:
-    if not values_ms:
-        return {k: None for k in ("mean", "p50", "p95", "max")}
-    a = np.asarray(values_ms, dtype=np.float64)
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "max": float(a.max())}
-
-
 def scan_error(scan: np.ndarray | None, gt_scan: np.ndarray | None) -> float | None:
     """Median |scan - GT scan| / GT scan over beams where both are finite."""
     if scan is None or gt_scan is None or len(scan) != len(gt_scan):
@@ -153,8 +178,8 @@ def scan_error(scan: np.ndarray | None, gt_scan: np.ndarray | None) -> float | N
     return float(np.median(np.abs(scan[ok] - gt_scan[ok]) / gt_scan[ok]))
 
 
-def write_report(out_dir: Path, frames: list, results: list, info: dict[str, Any], panel_indices: list[int]) -> dict:
-    """metrics.json, report.md and panels/frame_NNN.png; returns the metrics dict."""
+def build_report(out_dir: Path, frames: list, results: list, info: dict[str, Any], panel_indices: list[int]) -> dict:
+    """Score the frames and draw panels/frame_NNN.png; returns the metrics (see write_report_files)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "panels").mkdir(exist_ok=True)
     for old in (out_dir / "panels").glob("frame_*.png"):  # from an earlier run into the same folder
@@ -165,10 +190,8 @@ def write_report(out_dir: Path, frames: list, results: list, info: dict[str, Any
     for frame, res in zip(frames, results):
         depth = res.depth
         if depth.shape != frame.gt_m.shape:
-            from dap_ros.evaluation.metrics import resize_nearest
-
             depth = resize_nearest(depth, frame.gt_m.shape)
-        fm = frame_metrics(depth.astype(np.float64), frame.gt_m.astype(np.float64), MAX_RANGE_M, error_bins=None)
+        fm = frame_metrics(depth.astype(np.float64), frame.gt_m.astype(np.float64), DEPTH_SCALE_M, error_bins=None)
         acc.add(fm)
         gscan = gt_scan_of(frame.gt_m, res)
         serr = scan_error(res.scan, gscan)
@@ -180,7 +203,7 @@ def write_report(out_dir: Path, frames: list, results: list, info: dict[str, Any
             "abs_rel": s.get("abs_rel"), "rmse": s.get("rmse"), "delta1": s.get("delta1"),
             "scan_median_rel_error": serr,
             "points": int(len(res.points)) if res.points is not None else 0,
-            "latency_ms": {o: res.latency_ms(o) for o in ("depth", "range_mask", "points", "scan")},
+            "latency_ms": {o: res.latency_ms(o) for o in OUTPUTS},
         })
         if frame.index in panel_indices:
             cam_h = frame.pose.get("z")
@@ -192,14 +215,18 @@ def write_report(out_dir: Path, frames: list, results: list, info: dict[str, Any
         "depth": summary["frame_mean"],
         "range_mask": summary["range_mask"],
         "scan_median_rel_error": float(np.mean(scan_errors)) if scan_errors else None,
-        "latency_ms": {o: latency_stats([r.latency_ms(o) for r in results if r.latency_ms(o) is not None])
-                       for o in ("depth", "range_mask", "points", "scan")},
+        "latency_ms": {o: latency_summary_ms([r.latency_ms(o) for r in results if r.latency_ms(o) is not None])
+                       for o in OUTPUTS},
         "per_frame": per_frame,
         **info,
     }
+    return metrics
+
+
+def write_report_files(out_dir: Path, metrics: dict, panel_indices: list[int]) -> None:
+    """metrics.json and report.md (next to the panels)."""
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(markdown(metrics, panel_indices), encoding="utf-8")
-    return metrics
 
 
 def _json_default(value: Any) -> Any:

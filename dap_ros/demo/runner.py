@@ -2,8 +2,9 @@
 
 1. start the real depth node (``python -m dap_ros.node``) with the embedded demo model, or with
    ``checkpoint`` (the released weights), in its own ROS domain on loopback;
-2. play the sequence frame by frame through ``<ns>/image`` and receive ``depth``, ``range_mask``,
-   ``points`` and ``scan`` over real ROS 2 topics;
+2. play the sequence frame by frame through ``<ns>/image`` (lock-step: each frame's depth,
+   range_mask, points and scan arrive before the next is sent, so none is dropped) and receive the
+   outputs over real ROS 2 topics;
 3. score the depth against the ground truth (dap_ros.evaluation.metrics), measure the latency
    from header stamp to receipt, and write the report folder.
 """
@@ -13,13 +14,15 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from dap_ros.demo.report import write_report
-from dap_ros.demo.ros_client import DemoClient, NodeProcess, default_domain_id, node_params_yaml, ros_environment
+from dap_ros.demo.report import FrameResult, build_report, write_report_files
 from dap_ros.demo.sequence import load_sequence
 from dap_ros.errors import DapError
+from dap_ros.ros.client import OUTPUTS, NodeClient, camera_image
+from dap_ros.ros.process import NodeProcess, default_domain_id, isolated_ros_environment
 
 LOG = logging.getLogger("dap_ros")
 NAMESPACE = "dap_demo"  # + the process id: concurrent demos never share topics
@@ -29,14 +32,14 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
 
 
-def _weights_line(log_path: Path, checkpoint: str | None) -> str:
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        text = ""
-    if "EMBEDDED DEMO MODEL" in text:
-        return "EMBEDDED DEMO MODEL (dap_ros/assets/embedded: small, synthetic-only, not for real robots)"
-    return f"checkpoint {checkpoint}" if checkpoint else "unknown (see node.log)"
+def node_params(checkpoint: str | None, model_config: str, device: str, precision: str) -> dict[str, Any]:
+    """The demo node's parameters (the rest are the node's defaults)."""
+    return {
+        "checkpoint": checkpoint or "", "model_config": model_config, "allow_random_weights": False,
+        "device": device, "precision": precision, "backend": "torch", "output_size": "input",
+        "publish_colorized": False, "points.enable": True, "points.stride": 2, "points.rgb": True,
+        "scan.enable": True,
+    }
 
 
 def run_demo(
@@ -72,40 +75,40 @@ def run_demo(
         f"ROS_DOMAIN_ID={domain}, localhost only; report -> {out}")
     namespace = f"{NAMESPACE}_{os.getpid()}"
     node_log = out / "node.log"
-    results = []
+    results: list[FrameResult] = []
     info: dict[str, Any] = {}
-    with ros_environment(domain) as env:
+    with isolated_ros_environment(domain) as env:
         say("demo: starting the depth node (python -m dap_ros.node) with "
             + (f"checkpoint {checkpoint}" if checkpoint else "the embedded demo model"))
-        node = NodeProcess(node_params_yaml(checkpoint or "", model_config, device, precision), namespace,
-                           node_log, node_log.parent / "node_params.yaml", env)
+        node = NodeProcess(node_params(checkpoint, model_config, device, precision), namespace, node_log,
+                           node_log.parent / "node_params.yaml", env)
         client = None
         try:
-            client = DemoClient(namespace, domain)
-            client.wait_for_node(startup_timeout, node)
-            client.play(seq.frames[0].rgb, seq.frame_id, max(frame_timeout, startup_timeout), node)  # warm-up
+            client = NodeClient(namespace, domain_id=domain, process=node, name="dap_demo_player")
+            client.subscribe(OUTPUTS)
+            client.watch_diagnostics()
+            client.wait_until_ready(startup_timeout)
+            client.send(camera_image(seq.frames[0].rgb, None, seq.frame_id), max(frame_timeout, startup_timeout))
             startup_s = time.monotonic() - t_start
             say(f"demo: node ready after {startup_s:.1f} s; playing {n} frames")
             period = 1.0 / seq.rate_hz
             last = 0.0
             for frame in seq.frames:
-                next_time = last + period  # at most rate_hz frames per second
-                client.spin_until(lambda: time.monotonic() >= next_time, period + 1.0, "the frame period", node)
+                client.spin_for(last + period - time.monotonic())  # at most rate_hz frames per second
                 last = time.monotonic()
-                res = client.play(frame.rgb, seq.frame_id, frame_timeout, node)
-                results.append(res)
+                got = client.send(camera_image(frame.rgb, None, seq.frame_id), frame_timeout)
+                results.append(FrameResult.from_received(got))
                 if frame.index % 5 == 0 or frame.index == n - 1:
-                    say(f"demo: frame {frame.index + 1}/{n}: depth after {res.latency_ms('depth'):.0f} ms")
+                    say(f"demo: frame {frame.index + 1}/{n}: depth after {results[-1].latency_ms('depth'):.0f} ms")
             info["startup_s"] = startup_s
+            info["weights"] = _weights(client)
         finally:
             if client is not None:
                 client.close()
-            code = node.stop()
-            info["node_exit_code"] = code
+            info["node_exit_code"] = node.stop()
     k = max(1, min(panels, n))
     panel_indices = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)}) if k > 1 else [0]
     info.update({
-        "weights": _weights_line(node_log, checkpoint),
         "checkpoint": checkpoint,
         "model_config": model_config if checkpoint else "embedded (assets/embedded/config.json)",
         "sequence": str(seq.folder),
@@ -116,13 +119,13 @@ def run_demo(
         "device": device,
     })
     say("demo: writing the report")
-    info["wall_s"] = None
-    metrics = write_report(out, seq.frames, results, info, panel_indices)
+    metrics = build_report(out, seq.frames, results, info, panel_indices)
     metrics["wall_s"] = time.monotonic() - t_start
-    import json
-
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
-    from dap_ros.demo.report import markdown
-
-    (out / "report.md").write_text(markdown(metrics, panel_indices), encoding="utf-8")
+    write_report_files(out, metrics, panel_indices)
     return metrics
+
+
+def _weights(client: NodeClient) -> str:
+    """The node's own account of its weights: the 'model file' of its /diagnostics."""
+    status = client.spin_until(lambda: client.diagnostics[-1:], 5.0, "the node's diagnostics", required=False)
+    return status[0].get("model file", "unknown") if status else "unknown (see node.log)"

@@ -1,7 +1,7 @@
 """Latency summaries shared by the offline report and the realtime replay."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -20,8 +20,9 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install
 
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_helpers import REAL_SAMPLE, TINY, unique_namespace  # noqa: E402
 
-from ros_helpers import REAL_SAMPLE, TINY, Harness, unique_namespace  # noqa: E402
+from dap_ros.ros.client import NodeClient  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +44,10 @@ def real_sample() -> np.ndarray:
 
 @pytest.fixture
 def harness(ros_context):
-    h = Harness(ros_context, unique_namespace())
-    yield h
-    h.close()
+    """The package's node client in a fresh namespace; in-process nodes spin with its executor."""
+    client = NodeClient(unique_namespace(), context=ros_context, name="test_helper")
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def make_node(harness):
             context=harness.context,
             parameter_overrides=[Parameter(k, value=v) for k, v in values.items()],
         )
-        harness.add(node)
+        harness.add_node(node)
         if start:
             code = node.start()
             assert code == 0, f"node failed to start (exit code {code}): {node.startup_error}"

@@ -5,11 +5,12 @@ import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
+from ros_helpers import rgb_image_msg, send_until_outputs
 from sensor_msgs.msg import Image
 
 from dap_ros.errors import CheckpointError, ConfigError
+from dap_ros.ros.client import qos
 from dap_ros.ros.node import EXIT_CHECKPOINT, EXIT_PARAMETERS
-from ros_helpers import OutputCollector, rgb_image_msg, send_until_outputs
 
 pytestmark = pytest.mark.ros
 
@@ -66,8 +67,8 @@ def _call(harness, client, request, what):
 def test_lifecycle_transitions(harness, make_node, real_sample):
     node = make_node(start=False, lifecycle=True)
     name = node.get_fully_qualified_name()
-    change = harness.helper.create_client(ChangeState, f"{name}/change_state")
-    get = harness.helper.create_client(GetState, f"{name}/get_state")
+    change = harness.node.create_client(ChangeState, f"{name}/change_state")
+    get = harness.node.create_client(GetState, f"{name}/get_state")
 
     def state() -> int:
         return _call(harness, get, GetState.Request(), "get_state").current_state.id
@@ -75,7 +76,7 @@ def test_lifecycle_transitions(harness, make_node, real_sample):
     def transition(tid: int) -> bool:
         return _call(harness, change, ChangeState.Request(transition=Transition(id=tid)), f"transition {tid}").success
 
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
     assert state() == State.PRIMARY_STATE_UNCONFIGURED
     assert node.predictor is None and pub.get_subscription_count() == 0
     # restart-only parameters may change while unconfigured (read at configure)
@@ -91,8 +92,8 @@ def test_lifecycle_transitions(harness, make_node, real_sample):
 
     assert transition(Transition.TRANSITION_ACTIVATE)
     assert state() == State.PRIMARY_STATE_ACTIVE
-    collector = OutputCollector(harness, {"depth": Image})
-    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, {"depth"})
+    harness.subscribe(["depth"])
+    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), {"depth"})
 
     assert transition(Transition.TRANSITION_DEACTIVATE)
     assert state() == State.PRIMARY_STATE_INACTIVE
@@ -109,7 +110,7 @@ def test_lifecycle_transitions(harness, make_node, real_sample):
     assert node.set_parameters([Parameter("checkpoint", value="")])[0].successful
     assert transition(Transition.TRANSITION_CONFIGURE)
     assert transition(Transition.TRANSITION_ACTIVATE)
-    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, {"depth"})
+    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), {"depth"})
 
     assert transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
     assert state() == State.PRIMARY_STATE_FINALIZED

@@ -5,10 +5,11 @@ import math
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import Image, PointCloud2, PointField
+from ros_helpers import ALL_OUTPUTS, rgb_image_msg, send_until_outputs
+from sensor_msgs.msg import Image, PointField
 
 from dap_ros.geometry import LaserScanSpec, laser_scan
-from ros_helpers import OutputCollector, rgb_image_msg, send_until_outputs
+from dap_ros.ros.client import qos
 
 pytestmark = pytest.mark.ros
 
@@ -34,9 +35,9 @@ def cloud_array(msg) -> np.ndarray:
 
 def test_every_output_for_the_real_sample(harness, make_node, real_sample):
     node = make_node(points__stride=2, frame_id="")
-    collector = OutputCollector(harness)
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
-    msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam_link"), collector)
+    harness.subscribe(ALL_OUTPUTS)
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
+    msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam_link"))
 
     h, w = real_sample.shape[:2]
     for topic, m in out.items():  # same stamp (checked by the collector) and frame on every output
@@ -56,7 +57,7 @@ def test_every_output_for_the_real_sample(harness, make_node, real_sample):
     assert set(np.unique(mask_arr)) <= {0, 255}
     np.testing.assert_array_equal(mask_arr == 255, finite)
 
-    colorized = out["depth/colorized"]
+    colorized = out["colorized"]
     assert (colorized.encoding, colorized.height, colorized.width, colorized.step) == ("bgr8", h, w, 3 * w)
 
     # points: every finite pixel of the stride-2 grid, radial range = depth, colour = input pixel
@@ -90,9 +91,9 @@ def test_every_output_for_the_real_sample(harness, make_node, real_sample):
 def test_frame_id_override_and_network_output_size(harness, make_node, real_sample):
     node = make_node(frame_id="base_link", output_size="network", points__organized=True, points__rgb=False,
                      points__stride=1, points__max_range=40.0)
-    collector = OutputCollector(harness)
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
-    _, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam_link"), collector)
+    harness.subscribe(ALL_OUTPUTS)
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
+    _, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam_link"))
     assert {m.header.frame_id for m in out.values()} == {"base_link"}
     depth = depth_array(out["depth"])
     assert depth.shape == node.predictor.input_size == (64, 128)
@@ -109,10 +110,10 @@ def test_input_encodings_and_row_padding(harness, make_node, encoding, pad):
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
     make_node(points__stride=1, mask_threshold=0.01)  # everything in range: one point per pixel
-    collector = OutputCollector(harness, {"depth": Image, "points": PointCloud2})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
-    _, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(rgb, s, "cam", encoding, pad), collector,
-                                topics={"depth", "points"})
+    harness.subscribe(["depth", "points"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
+    _, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(rgb, s, "cam", encoding, pad),
+                                ["depth", "points"])
     cloud = cloud_array(out["points"])
     packed = cloud["rgb"][0].view(np.uint32)
     got = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).reshape(32, 64, 3)
@@ -122,9 +123,9 @@ def test_input_encodings_and_row_padding(harness, make_node, encoding, pad):
 
 def test_lazy_outputs_are_not_built_without_subscribers(harness, make_node, real_sample):
     node = make_node()
-    collector = OutputCollector(harness, {"depth": Image})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
-    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, topics={"depth"})
+    harness.subscribe(["depth"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
+    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), ["depth"])
     # only depth is subscribed: nothing else was built, yet every frame was processed
     assert node.published["depth"] >= 1
     assert all(node.published[key] == 0 for key in ("points", "scan", "colorized", "range_mask")), node.published

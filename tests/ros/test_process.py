@@ -2,28 +2,26 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
-from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from sensor_msgs.msg import Image, PointCloud2
+from ros_helpers import REPO, TINY, rgb_image_msg, send_until_outputs
 
-from ros_helpers import REPO, TINY, OutputCollector, rgb_image_msg, send_until_outputs
+from dap_ros.ros.client import qos
+from dap_ros.ros.process import NodeProcess
 
 pytestmark = pytest.mark.ros
 PARAMS_FILE = REPO / "config" / "depth.yaml"
 
 
-def start_node(namespace: str, *ros_args: str) -> subprocess.Popen:
+def start_node(namespace: str, log: Path, *ros_args: str) -> NodeProcess:
+    """``python -m dap_ros.node --ros-args --params-file config/depth.yaml ROS_ARGS`` as a user runs it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "dap_ros.node", "--ros-args", "-r", f"__ns:={namespace}",
-           "--params-file", str(PARAMS_FILE), *ros_args]
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return NodeProcess({}, namespace, log, env=env, ros_args=("--params-file", str(PARAMS_FILE), *ros_args))
 
 
 def tiny_args() -> list[str]:
@@ -33,14 +31,11 @@ def tiny_args() -> list[str]:
     return args
 
 
-def finish(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[int, str]:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail(f"node process did not exit within {timeout:.0f} s; output:\n{out}")
-    return proc.returncode, out
+def finish(node: NodeProcess, timeout: float = 30.0) -> tuple[int, str]:
+    """Wait for the node to exit by itself; (exit code, its output)."""
+    node.wait(timeout)
+    code = node.stop()  # already exited: closes its log
+    return code, node.log_path.read_text(errors="replace")
 
 
 def set_param(harness, client, name: str, value: float):
@@ -52,31 +47,34 @@ def set_param(harness, client, name: str, value: float):
     return future.result().results[0]
 
 
-def test_node_process_with_params_file_and_remap(harness, real_sample):
-    proc = start_node(harness.namespace, *tiny_args(), "-r", "image:=camera/image", "-p", "frame_id:=base_link")
+def test_node_process_with_params_file_and_remap(harness, real_sample, tmp_path):
+    node = start_node(harness.namespace, tmp_path / "node.log", *tiny_args(), "-r", "image:=camera/image",
+                      "-p", "frame_id:=base_link")
+    harness.process = node  # a wait that fails quotes the node's log
     try:
-        collector = OutputCollector(harness, {"depth": Image, "points": PointCloud2})
-        pub = harness.helper.create_publisher(Image, "camera/image", harness.reliable())
-        msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam"), collector,
+        harness.subscribe(["depth", "points"])
+        pub = harness.publisher("camera/image", profile=qos(depth=10))
+        msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam"),
                                       {"depth", "points"}, timeout=60.0)
         assert out["depth"].header.frame_id == "base_link" and out["depth"].width == real_sample.shape[1]
         assert out["depth"].header.stamp == msg.header.stamp
 
-        client = harness.helper.create_client(SetParameters, f"{harness.namespace}/dap_depth/set_parameters")
+        client = harness.node.create_client(SetParameters, f"{harness.namespace}/dap_depth/set_parameters")
         assert set_param(harness, client, "max_range", 20.0).successful
         rejected = set_param(harness, client, "input_width", 256)
         assert not rejected.successful and "restart the node" in rejected.reason
     finally:
-        proc.send_signal(signal.SIGINT)
-        code, output = finish(proc)
+        harness.process = None
+        code = node.stop()
+    output = node.log_path.read_text(errors="replace")
     assert code == 0, output
     assert "Traceback" not in output, output
     assert "RANDOM WEIGHTS" in output  # the loud warning of allow_random_weights
 
 
-def test_start_errors_exit_cleanly_with_a_message(harness):
-    bad = start_node(harness.namespace + "_bad", *tiny_args(), "-p", "mask_threshold:=2.0")
-    no_weights = start_node(harness.namespace + "_nw", "-p", "checkpoint:=/nonexistent/model.pth")
+def test_start_errors_exit_cleanly_with_a_message(harness, tmp_path):
+    bad = start_node(harness.namespace + "_bad", tmp_path / "bad.log", *tiny_args(), "-p", "mask_threshold:=2.0")
+    no_weights = start_node(harness.namespace + "_nw", tmp_path / "nw.log", "-p", "checkpoint:=/nonexistent/model.pth")
     code, output = finish(bad)
     assert code == 2, output
     assert "mask_threshold" in output and "Traceback" not in output, output

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2
+from ros_helpers import rgb_image_msg, send_until_outputs
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ros_helpers import OutputCollector, rgb_image_msg, send_until_outputs
+from dap_ros.ros.client import qos, stamp_ns
 
 pytestmark = pytest.mark.ros
 
@@ -22,18 +23,18 @@ def depth_of(msg: Image) -> np.ndarray:
 
 def test_runtime_changes_take_effect(harness, make_node, real_sample):
     node = make_node(output_size="network")  # per-pixel thresholds, no resampling of the mask
-    collector = OutputCollector(harness, {"depth": Image, "range_mask": Image, "points": PointCloud2, "scan": LaserScan})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
+    harness.subscribe(["depth", "range_mask", "points", "scan"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
     frame = lambda s: rgb_image_msg(real_sample, s, "cam")  # noqa: E731
     topics = {"depth", "range_mask", "points", "scan"}
-    _, before = send_until_outputs(harness, pub, frame, collector, topics)
+    _, before = send_until_outputs(harness, pub, frame, topics)
     first = depth_of(before["depth"])
     assert np.isfinite(first).all()
 
     # max_range at the median: the same frame comes back +Inf exactly where it was farther
     median = float(np.median(first))
     assert node.set_parameters([Parameter("max_range", value=median)])[0].successful
-    _, mixed = send_until_outputs(harness, pub, frame, collector, topics)
+    _, mixed = send_until_outputs(harness, pub, frame, topics)
     depth = depth_of(mixed["depth"])
     far = first > median
     assert 0 < far.sum() < far.size
@@ -45,7 +46,7 @@ def test_runtime_changes_take_effect(harness, make_node, real_sample):
     # max_range below every prediction: all +Inf, mask 0, no points, a scan of free space
     results = node.set_parameters([Parameter("max_range", value=1.0), Parameter("frame_id", value="base_link")])
     assert all(r.successful for r in results), [r.reason for r in results]
-    _, after = send_until_outputs(harness, pub, frame, collector, topics)
+    _, after = send_until_outputs(harness, pub, frame, topics)
     depth = depth_of(after["depth"])
     assert np.all(depth == np.inf), "beyond max_range must be +Inf (REP 117), never 0 or NaN"
     assert not np.frombuffer(after["range_mask"].data, np.uint8).any()
@@ -56,10 +57,10 @@ def test_runtime_changes_take_effect(harness, make_node, real_sample):
     # scan and points options: a coarser scan, points off (no more messages built)
     assert node.set_parameters([Parameter("scan.angle_increment_deg", value=2), Parameter("max_range", value=100),
                                 Parameter("points.enable", value=False)])[0].successful
-    _, third = send_until_outputs(harness, pub, frame, collector, {"depth", "scan"})
+    _, third = send_until_outputs(harness, pub, frame, {"depth", "scan"})
     assert len(third["scan"].ranges) == 180
     built = node.published["points"]
-    send_until_outputs(harness, pub, frame, collector, {"depth"})
+    send_until_outputs(harness, pub, frame, {"depth"})
     assert node.published["points"] == built
 
 
@@ -95,20 +96,20 @@ def test_burst_keeps_only_the_newest_frame(harness, make_node, real_sample):
         return predict(*args, **kwargs)
 
     node.predictor.predict = slow_predict
-    collector = OutputCollector(harness, {"depth": Image})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable(depth=50))
+    harness.subscribe(["depth"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=50))
     harness.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "input subscription")
     harness.spin_until(lambda: node._pubs["depth"].get_subscription_count() > 0, 10.0, "depth subscriber match")
 
     burst = 20
     stamps = []
     for i in range(burst):
-        msg = rgb_image_msg(real_sample, harness.next_stamp(), "cam")
-        stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        msg = rgb_image_msg(real_sample, harness.new_stamp(), "cam")
+        stamps.append(stamp_ns(msg.header.stamp))
         pub.publish(msg)
-        harness.spin_until(lambda: node.stats.received >= i + 1, 10.0, f"frame {i} to reach the node")
+        harness.spin_until(lambda i=i: node.stats.received >= i + 1, 10.0, f"frame {i} to reach the node")
     gate.set()
-    harness.spin_until(lambda: stamps[-1] in collector.by_stamp, 20.0, "the newest frame's depth")
+    harness.spin_until(lambda: harness.outputs(stamps[-1]), 20.0, "the newest frame's depth")
     # the node counts a frame as processed after publishing it: wait for the count, not a sleep
     def accounted() -> int:
         snap = node.stats.snapshot(0.0)
@@ -119,8 +120,9 @@ def test_burst_keeps_only_the_newest_frame(harness, make_node, real_sample):
     assert snap.received == burst
     assert snap.dropped >= burst - 3, f"older frames must be dropped, got {snap}"
     assert snap.processed + snap.dropped == burst
-    assert collector.order == sorted(collector.order), "outputs never go back in time"
-    assert len(collector.order) == snap.processed < burst
+    order = [stamp for stamp, _ in harness.completed]  # depth stamps in arrival order
+    assert order == sorted(order), "outputs never go back in time"
+    assert len(order) == snap.processed < burst
 
 
 def _bad_frames(stamp) -> list[tuple[str, Image]]:
@@ -149,15 +151,16 @@ def test_bad_input_never_stops_the_node(harness, make_node, real_sample):
     node = make_node(diagnostics__error_after_failures=3, diagnostics__period_sec=0.2)
     statuses: list[DiagnosticStatus] = []
     name = f"{node.get_fully_qualified_name()}: depth"
-    harness.helper.create_subscription(
+    harness.node.create_subscription(
         DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == name), 50)
-    collector = OutputCollector(harness, {"depth": Image})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable(depth=50))
+    harness.subscribe(["depth"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=50))
     harness.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "input subscription")
 
-    for kind, msg in _bad_frames(harness.next_stamp()):
+    for kind, msg in _bad_frames(harness.new_stamp()):
         pub.publish(msg)
-        harness.spin_until(lambda: node.stats.rejected.get(kind, 0) >= 1, 10.0, f"rejection '{kind}' to be counted")
+        harness.spin_until(lambda kind=kind: node.stats.rejected.get(kind, 0) >= 1, 10.0,
+                           f"rejection '{kind}' to be counted")
 
     # a model failure (e.g. CUDA out of memory) skips that frame only
     predict = node.predictor.predict
@@ -170,7 +173,7 @@ def test_bad_input_never_stops_the_node(harness, make_node, real_sample):
         return predict(*args, **kwargs)
 
     node.predictor.predict = failing_once
-    pub.publish(rgb_image_msg(real_sample, harness.next_stamp()))
+    pub.publish(rgb_image_msg(real_sample, harness.new_stamp()))
     harness.spin_until(lambda: node.stats.rejected.get("model", 0) == 1, 10.0, "the model failure to be counted")
     harness.spin_until(lambda: any(s.level == DiagnosticStatus.ERROR for s in statuses), 10.0,
                        "diagnostics ERROR after repeated failures")
@@ -180,7 +183,7 @@ def test_bad_input_never_stops_the_node(harness, make_node, real_sample):
     assert values["rejected: model"] == "1" and values["rejected: too_large"] == "1"
 
     # the node is alive and processes the next good frame; the status recovers
-    msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, {"depth"})
+    msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), {"depth"})
     assert out["depth"].width == real_sample.shape[1]
     statuses.clear()
     harness.spin_until(lambda: statuses and statuses[-1].level == DiagnosticStatus.OK, 10.0, "status back to OK")
@@ -190,11 +193,11 @@ def test_diagnostics_content_and_stale_input_warning(harness, make_node, real_sa
     node = make_node(diagnostics__period_sec=0.2, diagnostics__stale_input_sec=1.0)
     name = f"{node.get_fully_qualified_name()}: depth"
     statuses: list[DiagnosticStatus] = []
-    harness.helper.create_subscription(
+    harness.node.create_subscription(
         DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == name), 50)
-    collector = OutputCollector(harness, {"depth": Image})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
-    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), collector, {"depth"})
+    harness.subscribe(["depth"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
+    send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), {"depth"})
     harness.spin_until(lambda: statuses and statuses[-1].level == DiagnosticStatus.OK and
                        int({kv.key: kv.value for kv in statuses[-1].values}["frames processed"]) >= 1,
                        10.0, "an OK status counting the processed frame")
@@ -216,8 +219,8 @@ def test_compressed_input_jpeg_png_and_corrupt(harness, make_node, real_sample):
     from PIL import Image as PILImage
 
     node = make_node(input_transport="compressed")
-    collector = OutputCollector(harness, {"depth": Image, "range_mask": Image})
-    pub = harness.helper.create_publisher(CompressedImage, "image/compressed", harness.reliable())
+    harness.subscribe(["depth", "range_mask"])
+    pub = harness.node.create_publisher(CompressedImage, "image/compressed", qos(depth=10))
 
     def encoded(fmt: str):
         buffer = io.BytesIO()
@@ -226,11 +229,11 @@ def test_compressed_input_jpeg_png_and_corrupt(harness, make_node, real_sample):
         return lambda s: CompressedImage(header=Header(stamp=s, frame_id="cam"), format=fmt.lower(), data=data)
 
     for fmt in ("JPEG", "PNG"):
-        msg, out = send_until_outputs(harness, pub, encoded(fmt), collector, {"depth", "range_mask"})
+        msg, out = send_until_outputs(harness, pub, encoded(fmt), {"depth", "range_mask"})
         assert (out["depth"].height, out["depth"].width) == real_sample.shape[:2]
         assert out["depth"].header.frame_id == "cam"
 
-    jpeg = encoded("JPEG")(harness.next_stamp())
+    jpeg = encoded("JPEG")(harness.new_stamp())
     corrupt = [
         CompressedImage(header=jpeg.header, format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg"),
         CompressedImage(header=jpeg.header, format="jpeg", data=bytes(jpeg.data[: len(jpeg.data) // 3])),
@@ -238,40 +241,40 @@ def test_compressed_input_jpeg_png_and_corrupt(harness, make_node, real_sample):
     ]
     for i, msg in enumerate(corrupt):
         pub.publish(msg)
-        harness.spin_until(lambda: sum(node.stats.rejected.values()) >= i + 1, 10.0, f"corrupt frame {i} counted")
+        harness.spin_until(lambda i=i: sum(node.stats.rejected.values()) >= i + 1, 10.0, f"corrupt frame {i} counted")
     assert node.stats.rejected.get("corrupt", 0) >= 2
-    send_until_outputs(harness, pub, encoded("JPEG"), collector, {"depth"})
+    send_until_outputs(harness, pub, encoded("JPEG"), {"depth"})
 
 
 def test_a_failed_output_waits_for_the_point_cloud_thread(harness, make_node, real_sample, monkeypatch):
     """The next frame reuses the message buffers: a failing output must not leave the helper
     thread still building the point cloud when the frame ends."""
-    from dap_ros.ros import messages
+    from dap_ros.ros.outputs import FrameOutputs
 
     node = make_node()
     events: list[str] = []
     mask_failed = threading.Event()
-    points_message_for = messages.points_message_for
+    build_points = FrameOutputs._points
 
-    def slow_points(*args, **kwargs):  # finishes only after the mask has failed
+    def slow_points(self, result):  # finishes only after the mask has failed
         mask_failed.wait(10.0)
-        message = points_message_for(*args, **kwargs)
+        message = build_points(self, result)
         events.append("points built")
         return message
 
-    def failing_mask(*args, **kwargs):
+    def failing_mask(self, result):
         mask_failed.set()
         raise RuntimeError("mask build failed")
 
-    monkeypatch.setattr(messages, "points_message_for", slow_points)
-    monkeypatch.setattr(messages, "mask_message", failing_mask)
+    monkeypatch.setattr(FrameOutputs, "_points", slow_points)
+    monkeypatch.setattr(FrameOutputs, "_range_mask", failing_mask)
     fail = node._fail
     monkeypatch.setattr(node, "_fail", lambda kind, message: (events.append(f"failed: {kind}"), fail(kind, message)))
-    OutputCollector(harness, {"points": PointCloud2, "range_mask": Image})
-    pub = harness.helper.create_publisher(Image, "image", harness.reliable())
+    harness.subscribe(["points", "range_mask"])
+    pub = harness.node.create_publisher(Image, "image", qos(depth=10))
     harness.spin_until(lambda: pub.get_subscription_count() > 0, 10.0, "input subscription")
     harness.spin_until(lambda: all(node._pubs[k].get_subscription_count() for k in ("points", "range_mask")), 10.0,
                        "output subscribers")
-    pub.publish(rgb_image_msg(real_sample, harness.next_stamp()))
+    pub.publish(rgb_image_msg(real_sample, harness.new_stamp()))
     harness.spin_until(lambda: "failed: output" in events, 20.0, "the output failure")
     assert events[:2] == ["points built", "failed: output"]
