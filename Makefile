@@ -1,13 +1,14 @@
 # One entry point for a fresh machine that has only Python 3.10+ and pip.
 #   make demo   - set up .venv (runtime only) and run the main job: the demo
-#   make test   - set up .venv and run the whole test suite
+#   make test   - set up .venv, lint, and run the whole test suite
+#   make lint   - ruff (ruff.toml) and the layer contract (import-linter, setup.cfg)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: setup setup-runtime demo test clean
+.PHONY: setup setup-runtime demo lint test clean
 
 setup: $(DEV)
 setup-runtime: $(RUNTIME)
@@ -29,7 +30,11 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 demo: setup-runtime
 	$(BIN)/dap-ros demo --out out/demo
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -45,7 +45,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["presets/*.json", "assets/*", "assets/embedded/*", "assets/demo_sequence/*", "assets/demo_sequence/rgb/*", "assets/demo_sequence/gt/*"]},
+    package_data={PACKAGE: ["presets/*.json", "assets/*", "assets/embedded/*", "assets/demo_sequence/*",
+                            "assets/demo_sequence/rgb/*", "assets/demo_sequence/gt/*"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -44,12 +44,12 @@ def main() -> None:
         n = max(2, args.samples if h <= 256 else args.samples // 2)
         for threads in dict.fromkeys(args.threads):
             torch.set_num_threads(threads)
-            mixed = _rate(lambda i: render_panorama(i, h, w, "random"), n)
-            indoor = _rate(lambda i: render_panorama(100 + i, h, w, "indoor"), n)
-            outdoor = _rate(lambda i: render_panorama(200 + i, h, w, "outdoor"), n)
+            mixed = _rate(lambda i, h=h, w=w: render_panorama(i, h, w, "random"), n)
+            indoor = _rate(lambda i, h=h, w=w: render_panorama(100 + i, h, w, "indoor"), n)
+            outdoor = _rate(lambda i, h=h, w=w: render_panorama(200 + i, h, w, "outdoor"), n)
             ds = build_dataset({"type": "synthetic", "num_samples": n + 1, "seed": 5, "height": h, "width": w,
                                 "augment": True})
-            full = _rate(lambda i: ds[i], n)
+            full = _rate(ds.__getitem__, n)
             print(f"{size:>9} {threads:>7} {mixed:9.2f} {indoor:9.2f} {outdoor:10.2f} {full:10.2f}  "
                   f"{os.getloadavg()[0]:.1f}")
 

@@ -17,11 +17,12 @@ set in the environment or ``fastdds_profile:=''`` is given.
 """
 import os
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "dap_ros"
 EXECUTABLE = "depth_node"
@@ -91,7 +92,8 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (rosbag replay with --clock)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
-        DeclareLaunchArgument("fastdds_profile", default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), FASTDDS_PROFILE]),
+        DeclareLaunchArgument("fastdds_profile",
+                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), FASTDDS_PROFILE]),
                               description=f"Fast DDS XML profile for the node ({FASTDDS_VARIABLE}, unless already "
                                           "set); empty: none"),
     ]

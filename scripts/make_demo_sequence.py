@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import shutil
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "height": h,
         "width": w,
         "rate_hz": args.rate,
-        "rgb": "rgb/NNN.jpg (sRGB, JPEG quality %d)" % args.quality,
+        "rgb": f"rgb/NNN.jpg (sRGB, JPEG quality {args.quality})",
         "gt": "gt/NNN.png: 16-bit radial range in millimetres, 0 = no ground truth",
         "gt_scale": 0.001,
         "frame_id": "camera",

@@ -76,7 +76,8 @@ def test_console_script_reports_a_corrupt_checkpoint_without_traceback(tmp_path)
     checkpoint = tmp_path / "model.pth"
     checkpoint.write_bytes(b"PK\x03\x04 not really a zip")
     proc = subprocess.run(
-        [sys.executable, "-m", "dap_ros", "infer", str(image), "--checkpoint", str(checkpoint), "--model-config", "tiny"],
+        [sys.executable, "-m", "dap_ros", "infer", str(image), "--checkpoint", str(checkpoint),
+         "--model-config", "tiny"],
         capture_output=True,
         text=True,
         timeout=120,

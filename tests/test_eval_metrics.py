@@ -30,7 +30,8 @@ def test_prediction_equal_to_ground_truth_is_exactly_perfect():
     pred = gt.copy()
     fm = frame_metrics(pred, gt, 100.0)
     m = fm.depth.metrics()
-    assert m == {"abs_rel": 0.0, "sq_rel": 0.0, "rmse": 0.0, "rmse_log": 0.0, "delta1": 1.0, "delta2": 1.0, "delta3": 1.0}
+    assert m == {"abs_rel": 0.0, "sq_rel": 0.0, "rmse": 0.0, "rmse_log": 0.0,
+                 "delta1": 1.0, "delta2": 1.0, "delta3": 1.0}
     mask = fm.mask.metrics()
     assert (mask["precision"], mask["recall"], mask["iou"], mask["accuracy"]) == (1.0, 1.0, 1.0, 1.0)
     assert fm.gt_valid == gt.size - 10 and fm.gt_beyond == 5

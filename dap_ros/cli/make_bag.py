@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
                         help="write sensor_msgs/CompressedImage (jpeg files are stored as they are)")
     parser.add_argument("--gt-encoding", choices=("32FC1", "16UC1"), default="32FC1")
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second (stamps and bag times)")
-    parser.add_argument("--start-time", type=float, default=1_700_000_000.0, help="stamp of the first frame, s since the epoch")
+    parser.add_argument("--start-time", type=float, default=1_700_000_000.0,
+                        help="stamp of the first frame, s since the epoch")
     parser.add_argument("--frame-id", default="camera")
     parser.add_argument("--ros-distro", choices=("humble", "jazzy", "kilted"), default="kilted",
                         help="message definitions stored in the bag")
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"dap-ros make-bag: {made.frames} frames ({made.frames_with_gt} with ground truth) -> {made.path} "
-        f"({made.storage}); image topic {made.image_topic}" + (f", ground truth {made.gt_topic}" if made.gt_topic else "")
+        f"({made.storage}); image topic {made.image_topic}"
+        + (f", ground truth {made.gt_topic}" if made.gt_topic else "")
     )
     return 0

@@ -8,9 +8,9 @@ millimetres (0 invalid). Messages are rosbags-native (no rclpy needed).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,7 +36,9 @@ def list_images(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def pair_ground_truth(images: list[Path], gt: Sequence[Path], stem_replace: tuple[str, str] | None = None) -> list[Path | None]:
+def pair_ground_truth(
+    images: list[Path], gt: Sequence[Path], stem_replace: tuple[str, str] | None = None
+) -> list[Path | None]:
     """GT file per image: a list of files pairs in order (same count); one folder pairs by stem
     (the image stem with ``stem_replace`` applied, any of .npy/.exr/.png); images without a GT file get None."""
     if not gt:
@@ -51,7 +53,8 @@ def pair_ground_truth(images: list[Path], gt: Sequence[Path], stem_replace: tupl
             raise DapError(f"no ground-truth file in {folder} matches an image stem (e.g. {images[0].stem}.npy)")
         return pairs
     if len(gt) != len(images):
-        raise DapError(f"{len(gt)} ground-truth files for {len(images)} images: give one per image, in order, or a folder")
+        raise DapError(f"{len(gt)} ground-truth files for {len(images)} images: give one per image, in order, "
+                       "or a folder")
     missing = [str(g) for g in gt if not g.is_file()]
     if missing:
         raise DapError(f"no such ground-truth file: {', '.join(missing)}")
@@ -142,7 +145,7 @@ def make_bag(
             rgb = load_rgb(image_path)
             if compressed:
                 suffix = image_path.suffix.lower()
-                passthrough = (compressed == "jpeg" and suffix in (".jpg", ".jpeg")) or (compressed == "png" and suffix == ".png")
+                passthrough = suffix in {"jpeg": (".jpg", ".jpeg"), "png": (".png",)}.get(compressed, ())
                 if passthrough:
                     data = image_path.read_bytes()  # the camera's own bytes, no second compression
                 else:

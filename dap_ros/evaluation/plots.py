@@ -113,7 +113,7 @@ def write_plots(run: Any, doc: dict[str, Any], out: Path) -> list[str]:
                     ax.imshow(panel, cmap="gray", vmin=0, vmax=1)
                 else:
                     ax.imshow(panel)
-        fig.suptitle("white mask = within range; error clipped at 0.5; depth colours: log scale shared by GT and prediction, grey = beyond range",
-                     fontsize=8)
+        fig.suptitle("white mask = within range; error clipped at 0.5; depth colours: log scale shared by GT and "
+                     "prediction, grey = beyond range", fontsize=8)
         save(fig, "frames_grid.png")
     return written

@@ -202,7 +202,8 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
                 "", "### With per-frame median scale alignment (NOT metric; for comparison only)", "",
                 f"Scale median(gt)/median(pred): median {_fmt(a['scale_median'], 3)}, "
                 f"range {_fmt(a['scale_min'], 3)}–{_fmt(a['scale_max'], 3)}.", "",
-                "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |", "|---|---|---|---|---|---|---|---|",
+                "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for key in ("frame_mean", "pooled"):
                 lines.append(f"| {key} | " + " | ".join(_fmt(a[key][n]) for n in DEPTH_METRICS) + " |")
@@ -240,9 +241,11 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
                 f"Replayed {rt['frames_published']} frames at {_fmt(rt['rate'], 2)}x the recorded rate "
                 f"({_fmt(rt['publish_hz'], 2)} Hz) into `{rt['input_topic']}`; outputs on `{rt['output_topic']}`.",
                 "",
-                "| received | dropped | drop rate | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|",
+                "| received | dropped | drop rate | p50 ms | p95 ms | p99 ms | max ms |",
+                "|---|---|---|---|---|---|---|",
                 f"| {rt['frames_received']} | {rt['frames_dropped']} | {_fmt(rt['drop_rate'], 3)} | "
-                f"{_fmt(lat_rt['p50'], 1)} | {_fmt(lat_rt['p95'], 1)} | {_fmt(lat_rt['p99'], 1)} | {_fmt(lat_rt['max'], 1)} |",
+                f"{_fmt(lat_rt['p50'], 1)} | {_fmt(lat_rt['p95'], 1)} | {_fmt(lat_rt['p99'], 1)} | "
+                f"{_fmt(lat_rt['max'], 1)} |",
                 "",
                 "Latency = receipt time of the depth message - its header stamp (the input stamp, set to the "
                 "publish time on replay). Dropped = published frames with no depth output (the node keeps only "
@@ -255,7 +258,8 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
                   "| topic | type | messages | offered QoS |", "|---|---|---|---|"]
         for topic, t in ob["topics"].items():
             q = t["qos"]
-            lines.append(f"| `{topic}` | {t['type']} | {t['messages']} | {q['reliability']}, keep last {q['depth']}, {q['durability']} |")
+            lines.append(f"| `{topic}` | {t['type']} | {t['messages']} | "
+                         f"{q['reliability']}, keep last {q['depth']}, {q['durability']} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     if doc["run"]["failures"]:

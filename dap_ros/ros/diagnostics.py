@@ -10,8 +10,9 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "build", "publish")
 OVERHEAD_STAGES = tuple(s for s in STAGES if s != "inference")  # what the node adds to the model

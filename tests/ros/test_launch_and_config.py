@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ros_helpers import REPO
 
 from dap_ros.ros import params as prm
-from ros_helpers import REPO
 
 LAUNCH = REPO / "launch" / "depth.launch.py"
 CONFIG = REPO / "config" / "depth.yaml"
@@ -41,7 +41,8 @@ def test_launch_file_names_real_executable_params_file_and_parameters():
     calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert {"Node", "DeclareLaunchArgument", "LaunchDescription", "OpaqueFunction"} <= calls
     declared = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-                and getattr(n.func, "id", "") == "DeclareLaunchArgument" and n.args and isinstance(n.args[0], ast.Constant)}
+                and getattr(n.func, "id", "") == "DeclareLaunchArgument"
+                and n.args and isinstance(n.args[0], ast.Constant)}
     assert {"image", "namespace", "params_file", "use_sim_time"} <= declared
 
 
