@@ -6,6 +6,7 @@ from dap_ros.geometry.erp import (
     as_range_image,
     azimuth_elevation,
     colored_points,
+    erp_coordinates,
     range_to_points,
     ray_directions,
     ray_directions_torch,
@@ -15,6 +16,7 @@ from dap_ros.geometry.scan import LaserScanSpec, laser_scan, scan_angles
 __all__ = [
     "as_range_image",
     "azimuth_elevation",
+    "erp_coordinates",
     "ray_directions",
     "ray_directions_torch",
     "range_to_points",

@@ -29,6 +29,7 @@ from dap_ros.errors import ConfigError
 __all__ = [
     "as_range_image",
     "azimuth_elevation",
+    "erp_coordinates",
     "ray_directions",
     "range_to_points",
     "colored_points",
@@ -73,18 +74,22 @@ def _rays_float64(height: int, width: int, azimuth_offset_rad: float = 0.0) -> n
 
 
 @lru_cache(maxsize=16)
-def _ray_table(height: int, width: int, azimuth_offset_rad: float) -> np.ndarray:
-    rays = _rays_float64(height, width, azimuth_offset_rad).astype(np.float32)
+def _ray_table(height: int, width: int, azimuth_offset_rad: float, rotation: bytes = b"") -> np.ndarray:
+    rays = _rays_float64(height, width, azimuth_offset_rad)
+    if rotation:
+        rays = rays @ np.frombuffer(rotation, dtype=np.float64).reshape(3, 3).T
+    rays = rays.astype(np.float32)
     rays.setflags(write=False)
     return rays
 
 
-def ray_directions(height: int, width: int, azimuth_offset_rad: float = 0.0) -> np.ndarray:
+def ray_directions(height: int, width: int, azimuth_offset_rad: float = 0.0, rotation: Any = None) -> np.ndarray:
     """Unit rays (H, W, 3) float32 in the body frame of REP 103, for a camera yawed by
-    ``azimuth_offset_rad`` about +z (see the module docstring for the sign).
+    ``azimuth_offset_rad`` about +z (see the module docstring for the sign), or turned by
+    ``rotation`` (a 3x3 matrix taking camera rays into the output frame, e.g. a tilted mount).
 
-    Computed in float64 and rounded once; cached per size and offset, read-only: copy it before
-    modifying.
+    Computed in float64 and rounded once; cached per size and orientation, read-only: copy it
+    before modifying.
     """
     height, width = _check_size(height, width)
     offset = float(azimuth_offset_rad)
@@ -92,17 +97,22 @@ def ray_directions(height: int, width: int, azimuth_offset_rad: float = 0.0) -> 
         raise ValueError(f"azimuth_offset_rad must be finite, got {azimuth_offset_rad!r}")
     # normalise to [-pi, pi) so equivalent offsets share one cache entry
     offset = (offset + math.pi) % (2.0 * math.pi) - math.pi
-    return _ray_table(height, width, offset)
+    if rotation is None:
+        return _ray_table(height, width, offset)
+    matrix = np.asarray(rotation, dtype=np.float64)
+    if matrix.shape != (3, 3) or not np.isfinite(matrix).all():
+        raise ValueError(f"rotation must be a finite 3x3 matrix, got {matrix.shape}")
+    return _ray_table(height, width, offset, matrix.tobytes())
 
 
-def range_to_points(range_m: np.ndarray, azimuth_offset_rad: float = 0.0) -> np.ndarray:
+def range_to_points(range_m: np.ndarray, azimuth_offset_rad: float = 0.0, rotation: Any = None) -> np.ndarray:
     """Radial range image (H, W) in metres -> points (H, W, 3) float32 in the body frame.
 
     NaN ranges give NaN points; +Inf ranges give non-finite points (no warnings are emitted).
-    ``azimuth_offset_rad`` rotates the result about +z (see the module docstring for the sign).
+    ``azimuth_offset_rad`` / ``rotation`` orient the result as in :func:`ray_directions`.
     """
     rng = as_range_image(range_m)
-    rays = ray_directions(rng.shape[0], rng.shape[1], azimuth_offset_rad)
+    rays = ray_directions(rng.shape[0], rng.shape[1], azimuth_offset_rad, rotation)
     with np.errstate(invalid="ignore", over="ignore"):
         return rng.astype(np.float32, copy=False)[..., None] * rays
 
@@ -114,6 +124,7 @@ def colored_points(
     min_range: float = 0.0,
     max_range: float = math.inf,
     azimuth_offset_rad: float = 0.0,
+    rotation: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Points (N, 3) float32 and their colours (N, 3) uint8 for a range image and its RGB image.
 
@@ -130,7 +141,7 @@ def colored_points(
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     if min_range > max_range:
         raise ValueError(f"min_range ({min_range}) must not exceed max_range ({max_range})")
-    rays = ray_directions(rng.shape[0], rng.shape[1], azimuth_offset_rad)[::stride, ::stride]
+    rays = ray_directions(rng.shape[0], rng.shape[1], azimuth_offset_rad, rotation)[::stride, ::stride]
     sub = rng[::stride, ::stride].astype(np.float32, copy=False)
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(sub) & (sub >= min_range) & (sub <= max_range)
@@ -139,6 +150,18 @@ def colored_points(
     if out_colors.dtype != np.uint8:
         out_colors = np.clip(out_colors, 0, 255).astype(np.uint8)
     return points.astype(np.float32, copy=False), np.ascontiguousarray(out_colors)
+
+
+def erp_coordinates(rays: Any, height: int, width: int, xp: Any = np) -> tuple[Any, Any]:
+    """Unit rays (..., 3) -> continuous ERP pixel coordinates (u, v) of an (height, width) image:
+    the inverse of the ray formula (pixel centres at integers; u wraps at the image's edges).
+    Takes numpy or torch arrays alike (``xp`` is the array module)."""
+    x, y, z = rays[..., 0], rays[..., 1], rays[..., 2]
+    azimuth = xp.arctan2(y, x)
+    elevation = xp.arcsin(xp.clip(z, -1.0, 1.0))
+    u = (math.pi - azimuth) * (width / (2.0 * math.pi)) - 0.5
+    v = (math.pi / 2.0 - elevation) * (height / math.pi) - 0.5
+    return u, v
 
 
 def ray_directions_torch(height: int, width: int, device: Any = None, dtype: Any = None) -> Any:
