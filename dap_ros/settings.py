@@ -23,6 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 NORMALIZATIONS = ("imagenet", "none")
+PROJECTIONS = ("erp", "dual_fisheye")
+LEVELINGS = ("none", "static", "imu")
 
 
 # --- rules: each returns the problem as text (None when the value is fine) ------------------------
@@ -54,6 +56,19 @@ def input_size_problem(size: tuple[int, int], patch_size: int) -> str | None:
     if height > 0 and width == 2 * height and height % patch_size == 0:
         return None
     return f"must be 2:1 with both sides multiples of {patch_size} (e.g. 512x1024 or 256x512)"
+
+
+def box_problem(box_min: Any, box_max: Any) -> str | None:
+    """Both corners or neither; each 3 finite metres, min < max on every axis."""
+    if box_min is None and box_max is None:
+        return None
+    if box_min is None or box_max is None:
+        return "needs both box_min and box_max"
+    if len(box_min) != 3 or len(box_max) != 3:
+        return "corners must be [x, y, z]"
+    if not all(math.isfinite(a) and math.isfinite(b) and a < b for a, b in zip(box_min, box_max)):
+        return "needs finite box_min < box_max on every axis"
+    return None
 
 
 def check(name: str, value: Any, problem: str | None) -> Any:
@@ -140,3 +155,59 @@ class ModelSpec:
         set_(self, "max_range", check_max_range(self.max_range))
         if self.input_size is not None:
             set_(self, "input_size", check_input_size(self.input_size, 1))  # 2:1 here; patch size at load
+
+
+def _triple(value: Any, name: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be three numbers, got {value!r}") from None
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        raise ConfigError(f"{name} must be three finite numbers, got {value!r}")
+    return numbers  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """How the camera's image(s) map to rays and the rays to the output frame (docs/cameras.md).
+
+    ``projection``: erp (one 2:1 panorama) or dual_fisheye (two lenses, ``fisheye_calibration``).
+    ``mount_rpy_deg``: the camera's orientation in the output frame (ROS roll, pitch, yaw in degrees;
+    a camera ray d is R·d there). ``leveling``: none (the image is used as it is; points are turned by
+    the mount), static (resampled once to a panorama level in the output frame) or imu (levelled
+    per frame with the roll and pitch of an IMU). ``self_mask``: a mask image in the camera's own
+    panorama (0 = the robot); ``box_min`` / ``box_max``: a box of the robot's body in the output
+    frame, metres. Masked pixels become invalid (NaN).
+    """
+
+    projection: str = "erp"
+    fisheye_calibration: str | None = None
+    mount_rpy_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    leveling: str = "none"
+    self_mask: str | None = None
+    box_min: tuple[float, float, float] | None = None
+    box_max: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("fisheye_calibration", "self_mask"):
+            set_(self, name, _path_or_none(getattr(self, name)))
+        set_(self, "mount_rpy_deg", _triple(self.mount_rpy_deg, "mount_rpy_deg"))
+        set_(self, "box_min", _triple(self.box_min, "self_filter.box_min"))
+        set_(self, "box_max", _triple(self.box_max, "self_filter.box_max"))
+        check("input_projection", self.projection, choice_problem(self.projection, PROJECTIONS))
+        check("leveling", self.leveling, choice_problem(self.leveling, LEVELINGS))
+        check("self_filter box", (self.box_min, self.box_max), box_problem(self.box_min, self.box_max))
+        if self.projection == "dual_fisheye" and self.fisheye_calibration is None:
+            raise ConfigError("input_projection dual_fisheye needs fisheye_calibration (a calibration YAML)")
+
+    @property
+    def identity(self) -> bool:
+        """True when the image is used as it is: a panorama, not resampled."""
+        return self.projection == "erp" and self.leveling == "none"
+
+    @property
+    def resampled(self) -> bool:
+        return not self.identity

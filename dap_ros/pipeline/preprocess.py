@@ -57,5 +57,8 @@ class Preprocessor:
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         image = _as_tensor(rgb).to(self.device, non_blocking=True)
-        image = resize_rgb_uint8(image, self.input_size).float()
+        return self.normalize(resize_rgb_uint8(image, self.input_size).float())
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """Float (1, 3, h, w) pixel values in [0, 255] at the network size -> the network input."""
         return (image * self._scale + self._shift).to(self.dtype).contiguous()
