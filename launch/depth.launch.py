@@ -40,6 +40,10 @@ PARAMETER_ARGUMENTS = {
     "frame_id": ("str", "frame of the outputs (empty: the image's frame_id)"),
     "max_range": ("float", "metres; farther ranges are +Inf"),
     "azimuth_offset_deg": ("float", "camera yaw relative to frame_id, degrees"),
+    "input_projection": ("str", "erp or dual_fisheye (docs/cameras.md)"),
+    "fisheye_calibration": ("str", "lens calibration YAML of a dual_fisheye camera"),
+    "leveling": ("str", "none, static or imu"),
+    "self_mask": ("str", "mask image of the robot in the camera's panorama"),
     "lifecycle": ("bool", "true: managed lifecycle node"),
 }
 
@@ -60,6 +64,7 @@ def _node(context):
             overrides[name] = _typed(kind, text)
     use_sim_time = _typed("bool", LaunchConfiguration("use_sim_time").perform(context))
     image = LaunchConfiguration("image").perform(context)
+    imu = LaunchConfiguration("imu").perform(context)
     profile = LaunchConfiguration("fastdds_profile").perform(context)
     env = {FASTDDS_VARIABLE: profile} if profile and not os.environ.get(FASTDDS_VARIABLE) else {}
     node = Node(
@@ -73,7 +78,7 @@ def _node(context):
             LaunchConfiguration("params_file").perform(context),
             {"use_sim_time": use_sim_time, **overrides},
         ],
-        remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed")],
+        remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed"), ("imu", imu)],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)],
         additional_env=env,
     )
@@ -85,6 +90,8 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument("image", default_value="/camera/image",
                               description="input ERP image topic (compressed: this topic + /compressed)"),
+        DeclareLaunchArgument("imu", default_value="imu",
+                              description="sensor_msgs/Imu topic for leveling: imu (e.g. /imu/data)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
         DeclareLaunchArgument("node_name", default_value="dap_depth", description="node name"),
         DeclareLaunchArgument("params_file", default_value=default_params,

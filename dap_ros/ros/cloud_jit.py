@@ -30,7 +30,7 @@ def _count_points(range_m, stride, low, high):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _fill_points(range_m, rgb, with_rgb, stride, rays, low, high, organized, out):  # pragma: no cover - compiled
+def _fill_points(range_m, rgb, with_rgb, stride, rgb_stride, rays, low, high, organized, out):  # pragma: no cover
     words = out.view(np.uint32)
     nan = np.float32(np.nan)
     k = 0
@@ -50,7 +50,8 @@ def _fill_points(range_m, rgb, with_rgb, stride, rays, low, high, organized, out
             else:
                 continue
             if with_rgb:
-                words[k, 3] = (np.uint32(rgb[i, j, 0]) << 16) | (np.uint32(rgb[i, j, 1]) << 8) | np.uint32(rgb[i, j, 2])
+                c, d = a * rgb_stride, b * rgb_stride  # the colours may be given for the strided grid only
+                words[k, 3] = (np.uint32(rgb[c, d, 0]) << 16) | (np.uint32(rgb[c, d, 1]) << 8) | np.uint32(rgb[c, d, 2])
             k += 1
     return k
 
@@ -68,10 +69,13 @@ def point_record(
     max_range: float,
     organized: bool,
     allocate: Callable[[tuple[int, ...]], np.ndarray],
+    rgb_stride: int | None = None,
 ) -> np.ndarray:
     """``PointCloudBuilder.record`` computed by the kernels (same layout, bit-identical values).
 
-    ``rays``: the builder's (3, rows, cols) float32 planes; ``allocate(shape)``: the output array.
+    ``rays``: the builder's (3, rows, cols) float32 planes; ``allocate(shape)``: the output array;
+    ``rgb_stride``: the step between the colours of neighbouring points (1 when ``rgb`` holds the
+    strided grid's colours only; default ``stride``).
     """
     fields = 3 if rgb is None else 4
     rows, cols = rays.shape[1], rays.shape[2]
@@ -81,7 +85,8 @@ def point_record(
     out = allocate((rows, cols, fields) if organized else (count, fields))
     flat = out.reshape(-1, fields)
     colours = _NO_RGB if rgb is None else rgb
-    written = _fill_points(range_m, colours, rgb is not None, stride, rays, low, high, organized, flat)
+    written = _fill_points(range_m, colours, rgb is not None, stride, stride if rgb_stride is None else rgb_stride,
+                           rays, low, high, organized, flat)
     if written != count:  # only if the range changed meanwhile: never publish a torn cloud
         raise RuntimeError(f"point kernel wrote {written} points, counted {count}")
     return out

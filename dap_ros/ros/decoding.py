@@ -35,21 +35,22 @@ class InputRejected(ImageError):
 
 # --- input ----------------------------------------------------------------------------------
 
-def check_erp_size(width: int, height: int, max_width: int) -> None:
-    """Reject empty, too large and non-2:1 frames before any pixel is touched."""
+def check_frame_size(width: int, height: int, max_width: int, panorama: bool = True) -> None:
+    """Reject empty, too large and (``panorama``) non-2:1 frames before any pixel is touched.
+    Fisheye frames are checked against their calibration by the predictor instead."""
     if width <= 0 or height <= 0:
         raise InputRejected("empty", f"image has zero size ({width}x{height})")
     if width > max_width:
         raise InputRejected(
             "too_large", f"image {width}x{height} is wider than max_input_width={max_width} pixels"
         )
-    if abs(width - 2 * height) > 1:  # stitchers emit exact 2:1; allow one pixel of rounding
+    if panorama and abs(width - 2 * height) > 1:  # stitchers emit exact 2:1; allow one pixel of rounding
         raise InputRejected(
             "not_erp", f"image {width}x{height} is not a 2:1 equirectangular panorama"
         )
 
 
-def image_to_rgb(msg: Any, max_width: int) -> np.ndarray:
+def image_to_rgb(msg: Any, max_width: int, panorama: bool = True) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB. A view into ``msg.data`` where possible.
 
     Handles rows padded beyond width * channels (``step``), BGR/alpha orders and grey.
@@ -60,7 +61,7 @@ def image_to_rgb(msg: Any, max_width: int) -> np.ndarray:
         raise InputRejected(
             "encoding", f"unsupported encoding '{msg.encoding}' (use {', '.join(ENCODINGS)})"
         )
-    check_erp_size(width, height, max_width)
+    check_frame_size(width, height, max_width, panorama)
     channels, order = ENCODINGS[encoding]
     row_bytes = width * channels
     if step < row_bytes:
@@ -85,7 +86,7 @@ def image_to_rgb(msg: Any, max_width: int) -> np.ndarray:
     return pixels[..., 2::-1]  # B, G, R[, A] -> R, G, B (a view)
 
 
-def compressed_to_rgb(msg: Any, max_width: int) -> np.ndarray:
+def compressed_to_rgb(msg: Any, max_width: int, panorama: bool = True) -> np.ndarray:
     """sensor_msgs/CompressedImage (jpeg or png) -> (H, W, 3) uint8 RGB, checked before decoding."""
     from PIL import Image as PILImage
 
@@ -98,7 +99,7 @@ def compressed_to_rgb(msg: Any, max_width: int) -> np.ndarray:
         width, height = image.size  # header only: size checked before the pixels are decoded
     except Exception as exc:  # noqa: BLE001 - any parser failure means corrupt data
         raise InputRejected("corrupt", f"compressed image ({msg.format!r}) cannot be read: {exc}") from None
-    check_erp_size(width, height, max_width)
+    check_frame_size(width, height, max_width, panorama)
     try:
         rgb = np.asarray(image.convert("RGB"))
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt stream

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -29,14 +30,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from sensor_msgs.msg import CompressedImage, Image, LaserScan, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, Imu, LaserScan, PointCloud2
 from std_msgs.msg import Header
 
-from dap_ros.errors import CheckpointError, ConfigError, DapError
+from dap_ros.errors import CheckpointError, ConfigError, DapError, ImageError
 from dap_ros.ros import diagnostics as diag
 from dap_ros.ros import params as prm
 from dap_ros.ros.cdr_publish import CdrPublisher
 from dap_ros.ros.decoding import InputRejected, compressed_to_rgb, image_to_rgb
+from dap_ros.ros.inputs import ImuTilt, LensPairer, stamp_ns, tilt_degrees
 from dap_ros.ros.memory import tune_malloc_for_large_frames
 from dap_ros.ros.outputs import TOPICS, FrameOutputs, OutputBuilder, enabled_outputs
 from dap_ros.ros.point_cloud import point_kernel
@@ -53,8 +55,12 @@ FAILURE = TransitionCallbackReturn.FAILURE
 
 @dataclass(frozen=True)
 class Frame:
-    msg: Any  # Image or CompressedImage
+    msg: Any  # Image or CompressedImage, or the (lens 0, lens 1) pair of a two-topic fisheye camera
     received: float  # time.monotonic() at the callback
+
+    @property
+    def messages(self) -> tuple[Any, ...]:
+        return self.msg if isinstance(self.msg, tuple) else (self.msg,)
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -76,11 +82,14 @@ def create_predictor(p: prm.NodeParams, logger: Any, progress: Any = None) -> An
             "The depth is MEANINGLESS (plumbing tests only); set 'checkpoint' to the DAP weights."
         )
     try:
-        return DepthPredictor.from_spec(p.model_spec(), progress=progress)
+        return DepthPredictor.from_spec(p.model_spec(), p.camera_spec(), progress=progress)
     except CheckpointError as exc:
         raise CheckpointError(f"parameter 'checkpoint' ({p.checkpoint or 'empty'}): {exc}") from None
     except ConfigError as exc:
-        raise ConfigError(f"model parameters (model_config/backend/device/precision/input size): {exc}") from None
+        camera = str(exc).startswith(("fisheye calibration", "self_mask"))
+        group = ("camera parameters (input_projection/fisheye_calibration/self_mask)" if camera
+                 else "model parameters (model_config/backend/device/precision/input size)")
+        raise ConfigError(f"{group}: {exc}") from None
 
 
 class DepthNode(LifecycleNode):
@@ -102,7 +111,12 @@ class DepthNode(LifecycleNode):
         self._helper: ThreadPoolExecutor | None = None
         self._pubs: dict[str, CdrPublisher] = {}
         self.published: Counter[str] = Counter()  # messages built and handed to publish, per output
-        self._sub: Any = None
+        self._subs: list[Any] = []
+        self._lenses: LensPairer | None = None  # two-topic fisheye cameras
+        self._imu: ImuTilt | None = None  # leveling: imu
+        self._tilt: np.ndarray | None = None  # the last frame's (diagnostics)
+        self._imu_stale = 0  # frames levelled statically for want of an IMU sample
+        self._last_filtered = 0  # self-filtered / unseen pixels of the last frame
         self._worker: InferenceWorker[Frame] | None = None
         self._diag_pub: Any = None
         self._diag_timer: Any = None
@@ -191,16 +205,24 @@ class DepthNode(LifecycleNode):
         self._worker = InferenceWorker(self._process, self._on_worker_crash)
         self._worker.start()
         compressed = p.input_transport == "compressed"
-        msg_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
-        self._sub = self.create_subscription(
-            msg_type,
-            topic,
-            self._on_image,
-            qos_profile(p.qos_input_reliability, p.qos_input_depth),
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
-        )
+        msg_type, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
+        calibration = self.predictor.camera.calibration
+        if calibration is not None and calibration.layout == "two_topics":
+            self._lenses = LensPairer(int(p.fisheye_sync_tolerance_ms * 1e6))
+            callbacks = {f"image/lens{i}{suffix}": (lambda msg, i=i: self._on_lens(i, msg)) for i in (0, 1)}
+        else:
+            callbacks = {f"image{suffix}": self._on_image}
+        for topic, callback in callbacks.items():
+            self._subs.append(self.create_subscription(
+                msg_type, topic, callback, qos_profile(p.qos_input_reliability, p.qos_input_depth),
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)))
+        if p.leveling == "imu":
+            self._imu = ImuTilt()
+            self._subs.append(self.create_subscription(Imu, "imu", self._imu.add, qos_profile("best_effort", 50)))
         self._active_since = time.monotonic()
-        self.get_logger().info(f"subscribed to {self._sub.topic_name} ({p.input_transport})")
+        topics = ", ".join(sub.topic_name for sub in self._subs)
+        self.get_logger().info(f"subscribed to {topics} ({p.input_transport}, {p.input_projection}, "
+                               f"leveling {p.leveling})")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -223,9 +245,10 @@ class DepthNode(LifecycleNode):
         return super().on_error(state)
 
     def _stop_processing(self) -> None:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs.clear()
+        self._lenses = self._imu = None
         if self._worker is not None:
             if not self._worker.stop(timeout=30.0):
                 self.get_logger().error("inference thread did not stop within 30 s")
@@ -257,6 +280,12 @@ class DepthNode(LifecycleNode):
         if worker is not None and worker.submit(Frame(msg, now)):
             self.stats.drop()
 
+    def _on_lens(self, lens: int, msg: Any) -> None:
+        pairer = self._lenses
+        pair = pairer.add(lens, msg) if pairer is not None else None
+        if pair is not None:
+            self._on_image(pair)
+
     def _on_incompatible_qos(self, info: Any) -> None:
         p = self.params
         self._log_problem(
@@ -273,22 +302,26 @@ class DepthNode(LifecycleNode):
         if p is None or predictor is None:
             return
         t0 = time.perf_counter()
+        first = frame.messages[0]
         try:
-            if p.input_transport == "compressed":
-                rgb = compressed_to_rgb(frame.msg, p.max_input_width)
-            else:
-                rgb = image_to_rgb(frame.msg, p.max_input_width)
+            images = self._decode(p, frame)
+            native = predictor.output_size(images)  # checks a fisheye frame against its calibration
         except InputRejected as exc:
             self._fail(exc.kind, f"frame skipped: {exc}")
             return
+        except ImageError as exc:
+            self._fail("frame_size", f"frame skipped: {exc}")
+            return
         t1 = time.perf_counter()
-        header = Header(stamp=frame.msg.header.stamp, frame_id=p.frame_id or frame.msg.header.frame_id)
+        header = Header(stamp=first.header.stamp, frame_id=p.output_frame_id or first.header.frame_id)
         if not header.frame_id:
             self._log_problem("no_frame_id", "input has an empty frame_id and parameter 'frame_id' is empty")
-        size = tuple(rgb.shape[:2]) if p.output_size == "input" else tuple(predictor.input_size)
+        size = native if p.output_size == "input" else tuple(predictor.input_size)
+        tilt = self._tilt_for(p, stamp_ns(first)) if self._imu is not None else None
         outputs = self._outputs.begin(p, header, size, self._subscribed_outputs(p))
         try:  # the predictor writes the range straight into the depth message
-            result = predictor.predict(rgb, size, range_out=outputs.range_out)
+            result = predictor.predict(images, size, range_out=outputs.range_out, tilt=tilt)
+            self._last_filtered = result.filtered
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame, keep going
             self._fail("model", f"inference failed, frame skipped: {type(exc).__name__}: {exc}")
             self._free_accelerator_memory()
@@ -303,6 +336,23 @@ class DepthNode(LifecycleNode):
         stages = {"decode": t1 - t0, **result.timings, "build": build_sec, "publish": publish_sec}
         age = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
         self.stats.output(time.monotonic(), stages, age)
+
+    def _decode(self, p: prm.NodeParams, frame: Frame) -> Any:
+        """The frame's image(s) as uint8 RGB arrays: one, or a tuple of two lens images."""
+        decode = compressed_to_rgb if p.input_transport == "compressed" else image_to_rgb
+        panorama = p.input_projection == "erp"
+        images = tuple(decode(msg, p.max_input_width, panorama) for msg in frame.messages)
+        return images if len(images) > 1 else images[0]
+
+    def _tilt_for(self, p: prm.NodeParams, stamp: int) -> np.ndarray | None:
+        """The IMU's levelling rotation for a frame, or None (static levelling, WARN) when stale."""
+        tilt, problem = self._imu.at(stamp, int(p.imu_timeout_sec * 1e9))
+        if tilt is None:
+            self._imu_stale += 1
+            self._log_problem("imu_stale", f"levelling this frame statically (as if frame_id were level): {problem} "
+                                           f"(imu.timeout_sec={p.imu_timeout_sec:g})")
+        self._tilt = tilt
+        return tilt
 
     def _subscribed_outputs(self, p: prm.NodeParams) -> tuple[str, ...]:
         """The enabled outputs somebody listens to (lazy: nothing is built for the others)."""
@@ -425,10 +475,13 @@ class DepthNode(LifecycleNode):
             stale_input_sec=p.diagnostics_stale_input_sec,
             error_after=p.diagnostics_error_after_failures,
         )
-        sub = self._sub
         info = {
             "state": "active" if active else "inactive",
-            "input topic": sub.topic_name if sub is not None else "none",
+            "input topic": ", ".join(sub.topic_name for sub in self._subs) or "none",
+            "input projection": p.input_projection,
+            "leveling": p.leveling + (f" (IMU tilt {tilt_degrees(self._tilt)}, {self._imu_stale} frames without "
+                                      "a fresh IMU sample)" if p.leveling == "imu" else ""),
+            "self-filtered pixels (last frame)": str(self._last_filtered),
             "backend": str(predictor.backend),
             "device": str(predictor.device),
             "precision": str(predictor.precision),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dap_ros.geometry import LaserScanSpec, laser_scan
+from dap_ros.geometry.rotation import rpy_matrix
 from dap_ros.io.colorize import colorize_range
 from dap_ros.ros.messages import CdrBuffers, CdrMessage, image_message, pointcloud_message, scan_message
 from dap_ros.ros.params import NodeParams
@@ -101,9 +102,12 @@ class FrameOutputs:
             made.append(message)
             return record
 
+        roll, pitch, yaw = p.output_rotation  # the camera's mount when its image is used as it is
+        rotation = rpy_matrix(roll, pitch, yaw) if roll or pitch else None
         self._builder.cloud.record(
-            result.range_m, result.rgb if p.points_rgb else None, stride=p.points_stride,
-            min_range=p.points_min_range, max_range=p.points_max_range, azimuth_offset_rad=p.azimuth_offset_rad,
+            result.range_m, result.point_colors(p.points_stride) if p.points_rgb else None, stride=p.points_stride,
+            min_range=p.points_min_range, max_range=p.points_max_range,
+            azimuth_offset_rad=yaw if rotation is None else 0.0, rotation=rotation,
             organized=p.points_organized, allocate=into_message,
         )
         return made[-1]

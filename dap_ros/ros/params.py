@@ -21,7 +21,16 @@ from typing import Any
 from dap_ros import settings
 from dap_ros.errors import ConfigError
 from dap_ros.geometry import LaserScanSpec
-from dap_ros.settings import BACKENDS, DEPTH_SCALE_M, NORMALIZATIONS, PRECISIONS, ModelSpec
+from dap_ros.settings import (
+    BACKENDS,
+    DEPTH_SCALE_M,
+    LEVELINGS,
+    NORMALIZATIONS,
+    PRECISIONS,
+    PROJECTIONS,
+    CameraSpec,
+    ModelSpec,
+)
 
 OUTPUT_SIZES = ("input", "network")
 TRANSPORTS = ("raw", "compressed")
@@ -63,6 +72,24 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("frame_id", "", "frame of all outputs; empty = the input image's frame_id"),
     ParamSpec("output_size", "input", "size of depth/range_mask/points: input (image size) or network"),
     ParamSpec("max_input_width", 4096, "frames wider than this (pixels) are rejected and counted"),
+    ParamSpec("input_projection", "erp", "erp: a 2:1 panorama; dual_fisheye: two fisheye lenses "
+              "(fisheye_calibration)", restart=True),
+    ParamSpec("fisheye_calibration", "", "calibration YAML of the two lenses (docs/cameras.md)", restart=True),
+    ParamSpec("fisheye.sync_tolerance_ms", 10.0, "two_topics layout: largest stamp difference of a lens pair"),
+    ParamSpec("mount_rpy_deg", [0.0, 0.0, 0.0], "[roll, pitch, yaw] degrees: the camera's orientation in "
+              "frame_id (a camera ray d is R·d there, R = Rz(yaw)·Ry(pitch)·Rx(roll))", restart=True),
+    ParamSpec("leveling", "none", "none: the image as it is; static: resampled level in frame_id; imu: "
+              "levelled per frame with the roll/pitch of the imu topic", restart=True),
+    ParamSpec("imu.leveled_frame_id", "", "leveling imu: frame of the (levelled) outputs; empty = frame_id + "
+              "'_level'", restart=True),
+    ParamSpec("imu.timeout_sec", 0.2, "leveling imu: an IMU sample farther from the frame's stamp is stale "
+              "(WARN, static levelling for that frame)"),
+    ParamSpec("self_mask", "", "mask image in the camera's own panorama, 0 = the robot (invalid pixels)",
+              restart=True),
+    ParamSpec("self_filter.box_min", [0.0, 0.0, 0.0], "metres in frame_id: lower corner of the robot's box "
+              "(pixels whose point lies inside are invalid; both corners 0 = off)", restart=True),
+    ParamSpec("self_filter.box_max", [0.0, 0.0, 0.0], "metres in frame_id: upper corner of the robot's box",
+              restart=True),
     ParamSpec("input_transport", "raw", "raw: subscribe image (Image); compressed: image/compressed "
               "(CompressedImage, jpeg/png)", restart=True),
     ParamSpec("qos.input.reliability", "reliable", "input subscription: reliable or best_effort", restart=True),
@@ -83,7 +110,8 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("scan.range_min", 0.1, "metres; LaserScan.range_min"),
     ParamSpec("scan.range_max", DEPTH_SCALE_M, "metres; LaserScan.range_max (farther = +Inf)"),
     ParamSpec("publish_colorized", True, "publish depth/colorized (bgr8, for viewing)"),
-    ParamSpec("azimuth_offset_deg", 0.0, "degrees; camera yaw in the output frame (points, scan)"),
+    ParamSpec("azimuth_offset_deg", 0.0, "degrees; camera yaw in the output frame (points, scan): the older "
+              "name of mount_rpy_deg's yaw; set one of them"),
     ParamSpec("diagnostics.period_sec", 1.0, "seconds between DiagnosticArray messages", restart=True),
     ParamSpec("diagnostics.stale_input_sec", 5.0, "seconds without input before the status is WARN"),
     ParamSpec("diagnostics.error_after_failures", 5, "consecutive failed frames before the status is ERROR"),
@@ -120,6 +148,16 @@ class NodeParams:
     frame_id: str
     output_size: str
     max_input_width: int
+    input_projection: str
+    fisheye_calibration: str
+    fisheye_sync_tolerance_ms: float
+    mount_rpy_deg: tuple[float, float, float]
+    leveling: str
+    imu_leveled_frame_id: str
+    imu_timeout_sec: float
+    self_mask: str
+    self_filter_box_min: tuple[float, float, float]
+    self_filter_box_max: tuple[float, float, float]
     input_transport: str
     qos_input_reliability: str
     qos_input_depth: int
@@ -167,7 +205,7 @@ class NodeParams:
 
     def values(self) -> dict[str, Any]:
         """{parameter name: value} of every parameter."""
-        return {spec.name: self.value(spec.name) for spec in SPECS}
+        return {spec.name: list(v) if isinstance(v := self.value(spec.name), tuple) else v for spec in SPECS}
 
     def model_spec(self) -> ModelSpec:
         """What the predictor loads for these parameters (the node, eval-bag and the benchmarks
@@ -189,9 +227,42 @@ class NodeParams:
             cuda_graph=self.cuda_graph,
         )
 
+    def camera_spec(self) -> CameraSpec:
+        """The camera these parameters describe (the node and eval-bag load the same)."""
+        roll, pitch, yaw = self.mount_rpy_deg
+        box = None if not any(self.self_filter_box_min + self.self_filter_box_max) else (
+            self.self_filter_box_min, self.self_filter_box_max)
+        return CameraSpec(
+            projection=self.input_projection,
+            fisheye_calibration=self.fisheye_calibration or None,
+            mount_rpy_deg=(roll, pitch, yaw + self.azimuth_offset_deg),
+            leveling=self.leveling,
+            self_mask=self.self_mask or None,
+            box_min=box[0] if box else None,
+            box_max=box[1] if box else None,
+        )
+
+    @property
+    def output_frame_id(self) -> str:
+        """The frame_id of the outputs ('' = the input's) when levelled by an IMU: the levelled frame."""
+        if self.leveling != "imu":
+            return self.frame_id
+        return self.imu_leveled_frame_id or f"{self.frame_id or 'camera'}_level"
+
+    @property
+    def output_rotation(self) -> tuple[float, float, float]:
+        """(roll, pitch, yaw) in radians that turn the output panorama's rays into the output frame:
+        the mount when the image is used as it is (leveling none), else nothing (it was resampled
+        into the output frame already)."""
+        if self.leveling != "none":
+            return 0.0, 0.0, 0.0
+        roll, pitch, yaw = (math.radians(a) for a in self.mount_rpy_deg)
+        return roll, pitch, yaw + math.radians(self.azimuth_offset_deg)
+
     @property
     def azimuth_offset_rad(self) -> float:
-        return math.radians(self.azimuth_offset_deg)
+        """The output rotation's yaw: the scan turns with it (roll and pitch do not fold into a scan)."""
+        return self.output_rotation[2]
 
     def scan_spec(self) -> LaserScanSpec:
         return LaserScanSpec(
@@ -225,13 +296,20 @@ def _as_float(value: Any) -> float:
     raise ValueError(f"must be a number, got {value!r}")
 
 
+def _as_triple(value: Any) -> tuple[float, float, float]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+        raise ValueError(f"must be a list of three numbers, got {value!r}")
+    return tuple(_as_float(v) for v in value)  # type: ignore[return-value]
+
+
 def _as_str(value: Any) -> str:
     if isinstance(value, str):
         return value.strip()
     raise ValueError(f"must be a string, got {value!r}")
 
 
-_COERCE: dict[type, Callable[[Any], Any]] = {bool: _as_bool, int: _as_int, float: _as_float, str: _as_str}
+_COERCE: dict[type, Callable[[Any], Any]] = {bool: _as_bool, int: _as_int, float: _as_float, str: _as_str,
+                                              list: _as_triple}
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
@@ -239,6 +317,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "normalization": NORMALIZATIONS,
     "output_size": OUTPUT_SIZES,
     "input_transport": TRANSPORTS,
+    "input_projection": PROJECTIONS,
+    "leveling": LEVELINGS,
     "qos.input.reliability": RELIABILITIES,
     "qos.output.reliability": RELIABILITIES,
 }
@@ -306,6 +386,22 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
     if v["scan.range_max"] <= v["scan.range_min"] or v["scan.range_max"] > 1e6:
         for name in ("scan.range_min", "scan.range_max"):
             bad(name, "need 0 <= scan.range_min < scan.range_max <= 1e6 m", True)
+    if v["input_projection"] == "dual_fisheye" and not v["fisheye_calibration"]:
+        bad("fisheye_calibration", "must name the calibration YAML when input_projection is dual_fisheye", True)
+        bad("input_projection", "dual_fisheye needs fisheye_calibration", True)
+    if v["fisheye.sync_tolerance_ms"] <= 0.0:
+        bad("fisheye.sync_tolerance_ms", "must be > 0 ms")
+    if v["imu.timeout_sec"] <= 0.0:
+        bad("imu.timeout_sec", "must be > 0 s")
+    if v["azimuth_offset_deg"] and v["mount_rpy_deg"][2]:
+        for name in ("azimuth_offset_deg", "mount_rpy_deg"):
+            bad(name, "set the camera's yaw once: azimuth_offset_deg is the older name of mount_rpy_deg's yaw", True)
+    lo, hi = v["self_filter.box_min"], v["self_filter.box_max"]
+    if any(lo + hi):
+        problem = settings.box_problem(lo, hi)
+        if problem:
+            for name in ("self_filter.box_min", "self_filter.box_max"):
+                bad(name, f"the body box {problem} (or both [0, 0, 0]: no box)", True)
     if v["diagnostics.period_sec"] <= 0.0:
         bad("diagnostics.period_sec", "must be > 0 s")
     if v["diagnostics.stale_input_sec"] <= 0.0:
@@ -361,15 +457,10 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
     Sections apply in file order when their key is ``/**``, ``NODE``, ``/NODE``, or a namespaced
     name ending in ``/NODE``; later sections override earlier ones, as in ROS.
     """
-    import yaml
+    from dap_ros.io.yaml_files import read_yaml
 
     p = Path(path)
-    try:
-        tree = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read parameters file {p}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"parameters file {p} is not valid YAML: {exc}") from None
+    tree = read_yaml(p, "parameters file")
     if not isinstance(tree, Mapping):
         raise ConfigError(f"parameters file {p} must map node names to 'ros__parameters'")
     values: dict[str, Any] = {}

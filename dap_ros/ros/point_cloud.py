@@ -76,11 +76,11 @@ class PointCloudBuilder:
         self._key: tuple | None = None
         self._rays: np.ndarray | None = None
 
-    def rays(self, height: int, width: int, stride: int, azimuth_offset_rad: float) -> np.ndarray:
+    def rays(self, height: int, width: int, stride: int, azimuth_offset_rad: float, rotation: Any = None) -> np.ndarray:
         """(3, rows, cols) float32: one contiguous plane per axis (fast per-plane multiplies)."""
-        key = (height, width, stride, azimuth_offset_rad)
+        key = (height, width, stride, azimuth_offset_rad, None if rotation is None else np.asarray(rotation).tobytes())
         if key != self._key:
-            rays = ray_directions(height, width, azimuth_offset_rad)[::stride, ::stride]
+            rays = ray_directions(height, width, azimuth_offset_rad, rotation)[::stride, ::stride]
             self._rays, self._key = np.ascontiguousarray(np.moveaxis(rays, -1, 0)), key
         return self._rays
 
@@ -93,22 +93,26 @@ class PointCloudBuilder:
         min_range: float,
         max_range: float,
         azimuth_offset_rad: float = 0.0,
+        rotation: Any = None,
         organized: bool = False,
         allocate: Allocate | None = None,
     ) -> np.ndarray:
         """The float32 point record: (N, 3|4) of the points with a finite range in
         [min_range, max_range] among every stride-th row/column, or (rows, cols, 3|4) with NaN
-        points when ``organized``.
+        points when ``organized``. ``azimuth_offset_rad`` / ``rotation``: the orientation of the
+        camera in the output frame (:func:`dap_ros.geometry.ray_directions`).
 
-        ``allocate(shape)`` supplies the writable float32 array the record is written into (a
-        message's payload); by default a new array.
+        ``rgb``: the colours of the range image's pixels, or already of every stride-th row and
+        column only (the strided grid's shape). ``allocate(shape)`` supplies the writable float32
+        array the record is written into (a message's payload); by default a new array.
         """
-        rays = self.rays(range_m.shape[0], range_m.shape[1], stride, azimuth_offset_rad)
+        rays = self.rays(range_m.shape[0], range_m.shape[1], stride, azimuth_offset_rad, rotation)
         allocate = allocate or (lambda shape: np.empty(shape, dtype=np.float32))
         kernel = point_kernel()
+        strided_rgb = rgb is not None and stride > 1 and rgb.shape[:2] == rays.shape[1:]
         if kernel is not None and range_m.dtype == np.float32:
             return kernel.point_record(range_m, rgb, rays, stride=stride, min_range=min_range, max_range=max_range,
-                                       organized=organized, allocate=allocate)
+                                       organized=organized, allocate=allocate, rgb_stride=1 if strided_rgb else stride)
         sub = np.ascontiguousarray(range_m[::stride, ::stride], dtype=np.float32)
         with np.errstate(invalid="ignore"):
             keep = (sub >= min_range) & (sub <= max_range)  # NaN compares False
@@ -126,7 +130,7 @@ class PointCloudBuilder:
                 if organized:
                     np.copyto(record[..., axis], np.float32(np.nan), where=~keep)
         if rgb is not None:
-            pack_rgb(rgb[::stride, ::stride], record.view(np.uint32)[..., 3])
+            pack_rgb(rgb if strided_rgb else rgb[::stride, ::stride], record.view(np.uint32)[..., 3])
         if organized:
             return record
         if full:
