@@ -44,6 +44,9 @@ class ScriptedPredictor:
         self.calls = 0
         self.interrupt_at = interrupt_at
 
+    def output_size(self, rgb):
+        return tuple(rgb.shape[:2])
+
     def predict(self, rgb, output_size=None, range_out=None):
         if self.interrupt_at is not None and self.calls == self.interrupt_at:
             raise KeyboardInterrupt

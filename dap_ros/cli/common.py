@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from dap_ros.config import preset_names
-from dap_ros.settings import BACKENDS, DEPTH_SCALE_M, NORMALIZATIONS, PRECISIONS, ModelSpec
+from dap_ros.settings import BACKENDS, DEPTH_SCALE_M, NORMALIZATIONS, PRECISIONS, CameraSpec, ModelSpec
 
 # argparse dest -> node parameter of the same meaning (eval-bag merges options into the node's
 # parameters file); input_size maps onto input_height / input_width.
@@ -119,4 +119,49 @@ def node_parameter_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {param: getattr(args, dest) for dest, param in NODE_PARAMETERS.items()}
     if args.input_size is not None:
         values["input_height"], values["input_width"] = args.input_size
+    return values
+
+
+def add_camera_options(parser: argparse.ArgumentParser, *, imu: bool = False) -> None:
+    """Projection, mount, levelling and self filter (docs/cameras.md); not given = None, so that a
+    parameters file (eval-bag --params) decides. ``imu``: offer ``--leveling imu`` too."""
+    group = parser.add_argument_group("camera (docs/cameras.md)")
+    group.add_argument("--fisheye-calibration", metavar="YAML",
+                       help="the input is a dual-fisheye camera with this lens calibration")
+    group.add_argument("--mount-rpy", type=float, nargs=3, metavar=("ROLL", "PITCH", "YAW"),
+                       help="the camera's orientation in the output frame, degrees (upside down: 180 0 0)")
+    group.add_argument("--leveling", choices=("none", "static", "imu") if imu else ("none", "static"),
+                       help="static: resample to a panorama level in the output frame (default: none)")
+    group.add_argument("--self-mask", metavar="PNG", help="mask in the camera's own panorama, 0 = the robot")
+    group.add_argument("--box-min", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                       help="the robot's body box in the output frame, metres: lower corner")
+    group.add_argument("--box-max", type=float, nargs=3, metavar=("X", "Y", "Z"), help="upper corner")
+
+
+def camera_from_args(args: argparse.Namespace) -> CameraSpec:
+    """The CameraSpec of the camera options (absent ones: a level panorama)."""
+    return CameraSpec(
+        projection="dual_fisheye" if args.fisheye_calibration else "erp",
+        fisheye_calibration=args.fisheye_calibration,
+        mount_rpy_deg=tuple(args.mount_rpy) if args.mount_rpy else (0.0, 0.0, 0.0),
+        leveling=args.leveling or "none",
+        self_mask=args.self_mask,
+        box_min=tuple(args.box_min) if args.box_min else None,
+        box_max=tuple(args.box_max) if args.box_max else None,
+    )
+
+
+def camera_parameter_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """{node parameter: value} of the camera options given on the command line."""
+    values: dict[str, Any] = {}
+    if args.fisheye_calibration:
+        values.update(input_projection="dual_fisheye", fisheye_calibration=args.fisheye_calibration)
+    for dest, param in (("mount_rpy", "mount_rpy_deg"), ("box_min", "self_filter.box_min"),
+                        ("box_max", "self_filter.box_max")):
+        if getattr(args, dest):
+            values[param] = list(getattr(args, dest))
+    if args.leveling:
+        values["leveling"] = args.leveling
+    if args.self_mask:
+        values["self_mask"] = args.self_mask
     return values

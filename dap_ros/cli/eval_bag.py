@@ -6,7 +6,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from dap_ros.cli.common import add_model_options, node_parameter_overrides
+from dap_ros.cli.common import (
+    add_camera_options,
+    add_model_options,
+    camera_parameter_overrides,
+    node_parameter_overrides,
+)
 
 LOG = logging.getLogger("dap_ros")
 
@@ -56,6 +61,7 @@ def add_parser(subparsers) -> None:
     rt.add_argument("--drain-timeout", type=float, default=5.0,
                     help="seconds after the last frame to wait for outputs before counting drops")
     add_model_options(parser, defaults=False)  # not given: the parameters file or the node's default decides
+    add_camera_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise DapError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not args.bag.exists():
         raise DapError(f"bag not found: {args.bag}")
-    params = resolve_params(args.params, node_parameter_overrides(args))
+    params = resolve_params(args.params, {**node_parameter_overrides(args), **camera_parameter_overrides(args)})
     options = EvalOptions(
         bag=args.bag,
         image_topic=args.image_topic,
@@ -90,7 +96,15 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.manual_seed(0)  # random weights: the same numbers on every run (plumbing checks)
-    predictor = DepthPredictor.from_spec(replace(params.model_spec(), compile=args.compile))
+    camera = params.camera_spec()
+    if camera.leveling == "imu":
+        LOG.warning("leveling imu needs the node's IMU topic; eval-bag levels statically (as if frame_id were level)")
+        camera = replace(camera, leveling="static")
+    predictor = DepthPredictor.from_spec(replace(params.model_spec(), compile=args.compile), camera)
+    calibration = predictor.camera.calibration
+    if calibration is not None and calibration.layout == "two_topics":
+        raise DapError("eval-bag reads one image topic: the two_topics fisheye layout is not supported; record the "
+                       "lenses side by side, or evaluate through the node (--realtime)")
     run_result = evaluate_bag(options, predictor, params)
     del predictor
     if args.realtime and not run_result.interrupted:

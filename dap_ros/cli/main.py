@@ -6,10 +6,22 @@ import logging
 import sys
 
 from dap_ros import __version__
-from dap_ros.cli import bench, build_engine, demo, eval_bag, export_onnx, infer, make_bag
+from dap_ros.cli import (
+    bench,
+    build_engine,
+    demo,
+    eval_bag,
+    export_onnx,
+    fisheye_calibrate,
+    fisheye_to_erp,
+    infer,
+    make_bag,
+    make_self_mask,
+)
 from dap_ros.errors import DapError
 
-SUBCOMMANDS = (demo, infer, eval_bag, make_bag, export_onnx, build_engine, bench)
+SUBCOMMANDS = (demo, infer, eval_bag, make_bag, fisheye_to_erp, fisheye_calibrate, make_self_mask, export_onnx,
+               build_engine, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -211,10 +211,9 @@ def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, outputs: Any, 
                 "has_gt": frame.gt is not None,
             }
             try:
-                if frame.msgtype == bags.COMPRESSED:
-                    rgb = compressed_to_rgb(frame.image, p.max_input_width)
-                else:
-                    rgb = image_to_rgb(frame.image, p.max_input_width)
+                decode = compressed_to_rgb if frame.msgtype == bags.COMPRESSED else image_to_rgb
+                rgb = decode(frame.image, p.max_input_width, p.input_projection == "erp")
+                size = predictor.output_size(rgb) if output_size is None else output_size
             except DapError as exc:
                 run.failures.append({"index": frame.index, "stamp_ns": frame.stamp_ns, "stage": "decode",
                                      "error": str(exc)})
@@ -225,7 +224,6 @@ def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, outputs: Any, 
             if outputs is not None:  # the node's order: the depth message first, the range written into it
                 from dap_ros.ros.messages import header
 
-                size = tuple(rgb.shape[:2]) if output_size is None else output_size
                 frame_outputs = outputs.begin(p, header(frame.stamp_ns, p.frame_id or frame.image.header.frame_id),
                                               size, tuple(topics))
             try:
