@@ -40,14 +40,35 @@ from dap_ros.ros.process import NodeProcess, isolated_ros_environment  # noqa: E
 NAMESPACE = "/bench"
 
 
+CAMERAS = ("erp", "levelled", "dual_fisheye", "dual_fisheye_levelled")
+
+
+def camera_parameters(args: argparse.Namespace) -> dict[str, object]:
+    """The node's camera parameters for --camera: a panorama as it is, levelled (a camera pitched by
+    10 degrees), or a side_by_side dual-fisheye frame of the same size (two 190-degree equidistant
+    lenses filling the two halves), as it is or levelled."""
+    values: dict[str, object] = {}
+    if args.camera.endswith("levelled"):
+        values.update({"mount_rpy_deg": [0.0, 10.0, 0.0], "leveling": "static"})
+    if args.camera.startswith("dual_fisheye"):
+        import yaml
+        from camera_remap import dual_fisheye_calibration
+
+        path = Path(tempfile.mkdtemp(prefix="dap_bench_")) / "dual_fisheye.yaml"
+        path.write_text(yaml.safe_dump(dual_fisheye_calibration(args.width)))
+        values.update({"input_projection": "dual_fisheye", "fisheye_calibration": str(path)})
+    return values
+
+
 def node_parameters(args: argparse.Namespace) -> dict[str, object]:
     return {
         "model_config": "tiny", "allow_random_weights": True, "device": "cpu",
         "input_height": args.network_height, "input_width": 2 * args.network_height,
-        "points.stride": 2, "points.rgb": True, "publish_colorized": False,
+        "points.stride": 2, "points.rgb": True, "publish_colorized": False, "output_size": args.output_size,
         # random weights call every pixel out of range at 0.5: keep them in range so the point
         # cloud is full size (the expensive case)
         "mask_threshold": 0.3,
+        **args.camera_values,
     }
 
 
@@ -93,14 +114,14 @@ def isolated_work(args: argparse.Namespace, frames: int = 30) -> dict[str, float
     tune_malloc_for_large_frames()  # as the node does
     torch.manual_seed(0)
     p = prm.NodeParams.from_values(node_parameters(args))
-    predictor = DepthPredictor.from_spec(p.model_spec())
-    height, width = args.width // 2, args.width
-    rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    predictor = DepthPredictor.from_spec(p.model_spec(), p.camera_spec())
+    rgb = np.random.default_rng(0).integers(0, 256, (args.width // 2, args.width, 3), dtype=np.uint8)
+    size = predictor.output_size(rgb) if p.output_size == "input" else predictor.input_size
     outputs, names = OutputBuilder(), enabled_outputs(p)
     samples = []
     for _ in range(frames + 3):  # the first frames warm up
-        frame = outputs.begin(p, header(0, "camera"), (height, width), names)
-        result = predictor.predict(rgb, (height, width), range_out=frame.range_out)
+        frame = outputs.begin(p, header(0, "camera"), size, names)
+        result = predictor.predict(rgb, size, range_out=frame.range_out)
         t0 = time.perf_counter()
         for name in names:
             frame.build(name, result)
@@ -149,7 +170,13 @@ def main() -> int:
                         help="turn every output into a Python message here (heavier client on the shared cores)")
     parser.add_argument("--network-height", type=int, default=256,
                         help="network input height (width = 2x); the tiny model takes seconds at 512 on 2 cores")
+    parser.add_argument("--camera", choices=CAMERAS, default="erp",
+                        help="what the camera delivers: a panorama (default), a pitched panorama levelled statically, "
+                             "or a side_by_side dual-fisheye frame of --width x --width/2 (levelled)")
+    parser.add_argument("--output-size", choices=("input", "network"), default="input",
+                        help="the node's output_size (input: the panorama's; a fisheye frame's: half a lens high)")
     args = parser.parse_args()
+    args.camera_values = camera_parameters(args)
 
     with isolated_ros_environment(int(os.environ.get("ROS_DOMAIN_ID", 100 + os.getpid() % 100))) as env:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -209,8 +236,9 @@ def main() -> int:
 
     last = diag[-1] if diag else {}
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}; {versions()}")
-    print(f"input {args.width}x{args.width // 2} rgb8, tiny model at {args.network_height}x{2 * args.network_height}, "
-          "outputs depth + range_mask (input size), points (rgb, stride 2), scan; client: "
+    print(f"input {args.width}x{args.width // 2} rgb8 ({args.camera}), tiny model at {args.network_height}x"
+          f"{2 * args.network_height}, outputs depth + range_mask ({args.output_size} size), points (rgb, stride 2), "
+          "scan; client: "
           + ("outputs deserialized" if args.deserialize else "light (pre-serialized frame, raw output bytes)"))
     print(f"sustainable rate (calibration, offered 30 Hz): {sustainable:.2f} Hz")
     print(f"load phase: offered {offered:.2f} Hz for {seconds:.0f} s")

@@ -229,6 +229,15 @@ def write_report_files(out_dir: Path, metrics: dict, panel_indices: list[int]) -
     (out_dir / "report.md").write_text(markdown(metrics, panel_indices), encoding="utf-8")
 
 
+def _self_filter_line(self_filter: dict | None) -> str:
+    if not self_filter:
+        return "- self filter: none"
+    return (f"- self filter: `{self_filter['mask']}` marks {self_filter['masked_share']:.1%} of the panorama as the "
+            "robot (the nadir, where a robot's base would be); those pixels are NaN in depth (black in the panels) "
+            f"and absent from points and scan; the node reports {self_filter.get('filtered_pixels_last_frame')} "
+            "filtered pixels in its last frame")
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
@@ -254,6 +263,7 @@ def markdown(m: dict, panel_indices: list[int]) -> str:
         "localhost-only discovery",
         f"- machine: {m.get('machine')}",
         f"- wall time: {_fmt(m.get('wall_s'), 1)} s (node start-up to first outputs {_fmt(m.get('startup_s'), 1)} s)",
+        _self_filter_line(m.get("self_filter")),
         "",
         "## Depth against the ground truth (per-frame means, no alignment)",
         "",

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dap_ros.demo.report import FrameResult, build_report, write_report_files
 from dap_ros.demo.sequence import load_sequence
 from dap_ros.errors import DapError
@@ -32,14 +34,32 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
 
 
-def node_params(checkpoint: str | None, model_config: str, device: str, precision: str) -> dict[str, Any]:
+SELF_MASK_ELEVATION_DEG = -62.0  # below this the demo's self mask says "robot": a base under a camera mast
+
+
+def node_params(checkpoint: str | None, model_config: str, device: str, precision: str,
+                self_mask: Path | None = None) -> dict[str, Any]:
     """The demo node's parameters (the rest are the node's defaults)."""
     return {
         "checkpoint": checkpoint or "", "model_config": model_config, "allow_random_weights": False,
         "device": device, "precision": precision, "backend": "torch", "output_size": "input",
         "publish_colorized": False, "points.enable": True, "points.stride": 2, "points.rgb": True,
-        "scan.enable": True,
+        "scan.enable": True, "self_mask": str(self_mask or ""),
     }
+
+
+def write_self_mask(path: Path, height: int, width: int) -> float:
+    """The demo's self mask (0 = the robot): the nadir of the camera, where a robot's base would be
+    seen from a camera on a mast. Returns the share of the panorama it masks."""
+    from PIL import Image
+
+    from dap_ros.geometry import azimuth_elevation
+
+    _, elevation = azimuth_elevation(height, width)
+    robot = np.degrees(elevation) < SELF_MASK_ELEVATION_DEG
+    mask = np.where(robot[:, None], 0, 255).astype(np.uint8).repeat(width, axis=1)
+    Image.fromarray(mask).save(path)
+    return float(robot.mean())
 
 
 def run_demo(
@@ -77,11 +97,12 @@ def run_demo(
     node_log = out / "node.log"
     results: list[FrameResult] = []
     info: dict[str, Any] = {}
+    masked = write_self_mask(out / "self_mask.png", seq.frames[0].rgb.shape[0], seq.frames[0].rgb.shape[1])
     with isolated_ros_environment(domain) as env:
         say("demo: starting the depth node (python -m dap_ros.node) with "
             + (f"checkpoint {checkpoint}" if checkpoint else "the embedded demo model"))
-        node = NodeProcess(node_params(checkpoint, model_config, device, precision), namespace, node_log,
-                           node_log.parent / "node_params.yaml", env)
+        node = NodeProcess(node_params(checkpoint, model_config, device, precision, out / "self_mask.png"),
+                           namespace, node_log, node_log.parent / "node_params.yaml", env)
         client = None
         try:
             client = NodeClient(namespace, domain_id=domain, process=node, name="dap_demo_player")
@@ -101,7 +122,10 @@ def run_demo(
                 if frame.index % 5 == 0 or frame.index == n - 1:
                     say(f"demo: frame {frame.index + 1}/{n}: depth after {results[-1].latency_ms('depth'):.0f} ms")
             info["startup_s"] = startup_s
-            info["weights"] = _weights(client)
+            status = _diagnostics(client)
+            info["weights"] = status.get("model file", "unknown (see node.log)")
+            info["self_filter"] = {"mask": "self_mask.png", "masked_share": masked,
+                                   "filtered_pixels_last_frame": status.get("self-filtered pixels (last frame)")}
         finally:
             if client is not None:
                 client.close()
@@ -125,7 +149,7 @@ def run_demo(
     return metrics
 
 
-def _weights(client: NodeClient) -> str:
-    """The node's own account of its weights: the 'model file' of its /diagnostics."""
+def _diagnostics(client: NodeClient) -> dict[str, str]:
+    """The node's latest /diagnostics status (its own account of its weights, the self filter)."""
     status = client.spin_until(lambda: client.diagnostics[-1:], 5.0, "the node's diagnostics", required=False)
-    return status[0].get("model file", "unknown") if status else "unknown (see node.log)"
+    return status[0] if status else {}
