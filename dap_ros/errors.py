@@ -9,6 +9,10 @@ class ConfigError(DapError, ValueError):
     """An architecture config, parameter or option is missing or out of range."""
 
 
+class CameraFileError(ConfigError):
+    """A camera file (lens calibration, self mask) is missing or invalid."""
+
+
 class CheckpointError(DapError):
     """A checkpoint file is missing, unreadable, truncated or for another architecture."""
 

@@ -207,7 +207,3 @@ class CameraSpec:
     def identity(self) -> bool:
         """True when the image is used as it is: a panorama, not resampled."""
         return self.projection == "erp" and self.leveling == "none"
-
-    @property
-    def resampled(self) -> bool:
-        return not self.identity

@@ -15,7 +15,7 @@ import yaml
 
 from dap_ros.errors import ConfigError, ImageError
 from dap_ros.geometry import LaserScanSpec, laser_scan, ray_directions
-from dap_ros.geometry.fisheye import FisheyeCalibration, FisheyeLens, estimate_circle
+from dap_ros.geometry.fisheye import FisheyeCalibration, FisheyeLens, estimate_circle, split_frame
 from dap_ros.geometry.rotation import quaternion_matrix, roll_pitch, rpy_deg_matrix, rpy_matrix, tilt_matrix
 from dap_ros.geometry.self_mask import self_mask_from_ranges
 from dap_ros.pipeline import DepthPredictor
@@ -126,7 +126,7 @@ def test_bad_calibrations_name_the_key(change, key):
 def test_estimated_image_circles(room):
     calibration = renders.calibration(size=200)
     frame = renders.fisheye_frame(room, calibration)
-    for part, lens in zip(calibration.split(frame), calibration.lenses):
+    for part, lens in zip(split_frame(frame, calibration.layout), calibration.lenses):
         cx, cy, radius = estimate_circle(part, threshold=2)
         assert abs(cx - lens.center[0]) < 1.5 and abs(cy - lens.center[1]) < 1.5
         assert abs(radius - lens.radius(lens.half_fov)) < 3.0

@@ -30,17 +30,15 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from dap_ros.geometry.fisheye import FisheyeCalibration, estimate_circle
+    from dap_ros.geometry.fisheye import MAX_FOV_DEG, FisheyeCalibration, estimate_circle, split_frame
     from dap_ros.io import load_rgb
 
-    if not 90.0 < args.fov <= 250.0:
-        raise DapError(f"--fov must lie in (90, 250] degrees, got {args.fov:g}")
+    if not 90.0 < args.fov <= MAX_FOV_DEG:
+        raise DapError(f"--fov must lie in (90, {MAX_FOV_DEG:g}] degrees, got {args.fov:g}")
     frame = load_rgb(args.image)
     height, width = frame.shape[:2]
-    parts = [frame[:, : width // 2], frame[:, width // 2:]] if args.layout == "side_by_side" else \
-        [frame[: height // 2], frame[height // 2:]]
     lenses = []
-    for i, part in enumerate(parts):
+    for i, part in enumerate(split_frame(frame, args.layout)):
         try:
             cx, cy, radius = estimate_circle(part, args.threshold)
         except ValueError as exc:

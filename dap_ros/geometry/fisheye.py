@@ -120,13 +120,6 @@ class FisheyeCalibration:
         parts = {"side_by_side": (width // 2, height), "top_bottom": (width, height // 2)}
         return parts.get(self.layout, (width, height))
 
-    def split(self, frame: np.ndarray) -> list[np.ndarray]:
-        """The two lens images (views, no copy) of one side_by_side / top_bottom frame."""
-        w, h = self.part_size
-        if self.layout == "side_by_side":
-            return [frame[:, :w], frame[:, w:2 * w]]
-        return [frame[:h], frame[h:2 * h]]
-
     def check_frame(self, width: int, height: int) -> str | None:
         """None when a frame of this size fits the calibration, else why not."""
         if (width, height) != tuple(self.image_size):
@@ -164,6 +157,15 @@ class FisheyeCalibration:
                 raise bad(f"lenses[{i}].center", f"{list(lens.center)} lies outside the lens's {part_w}x{part_h} "
                                                   "part of the frame")
         return calibration
+
+
+def split_frame(frame: np.ndarray, layout: str) -> list[np.ndarray]:
+    """The two lens images (views, no copy) of one side_by_side (left, right) or top_bottom
+    (top, bottom) frame."""
+    height, width = frame.shape[:2]
+    if layout == "side_by_side":
+        return [frame[:, : width // 2], frame[:, width // 2: 2 * (width // 2)]]
+    return [frame[: height // 2], frame[height // 2: 2 * (height // 2)]]
 
 
 def _numbers(value: Any, count: int, key: str, bad: Any) -> list[float]:

@@ -22,14 +22,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dap_ros.errors import ConfigError, ImageError
+from dap_ros.errors import CameraFileError, ConfigError, ImageError
 from dap_ros.geometry import erp_coordinates, ray_directions_torch
 from dap_ros.geometry.fisheye import FisheyeCalibration
 from dap_ros.geometry.rotation import rpy_deg_matrix
@@ -37,7 +38,7 @@ from dap_ros.pipeline.preprocess import resize_rgb_uint8
 from dap_ros.settings import CameraSpec
 
 Images = Sequence[np.ndarray]
-_CACHE = 8  # sampling grids kept (static mounts need one per size; an IMU changes them per frame)
+_CACHE = 8  # entries kept per cache (see _cached)
 
 
 @dataclass
@@ -65,7 +66,8 @@ class Camera:
         self.self_mask = _load_self_mask(spec.self_mask) if spec.self_mask else None  # True = the robot
         self._remaps: OrderedDict[tuple, _Remap] = OrderedDict()
         self._masks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-        self._picks: OrderedDict[tuple, list] = OrderedDict()
+        self._picks: OrderedDict[tuple, tuple] = OrderedDict()
+        self._boxes: OrderedDict[tuple, tuple] = OrderedDict()
 
     @property
     def identity(self) -> bool:
@@ -140,12 +142,7 @@ class Camera:
         panorama, the nearest source pixel (what coloured points need, at a fraction of a bilinear
         remap's cost); black where no lens sees."""
         key = (size, view.tobytes(), stride, tuple(s.shape[:2] for s in sources))
-        picks = self._picks.get(key)
-        if picks is None:
-            picks = self._build_picks(size, view, stride, sources)
-            self._picks[key] = picks
-            if len(self._picks) > _CACHE:
-                self._picks.popitem(last=False)
+        picks = _cached(self._picks, key, lambda: self._build_picks(size, view, stride, sources))
         shape, gathers, unseen = picks
         if len(gathers) == 1 and gathers[0][1] is None:  # every pixel from one image, in output order
             index, _, flat = gathers[0]
@@ -165,10 +162,16 @@ class Camera:
             return unseen if mask is None else mask
         return unseen | mask
 
-    def box_rays(self, size: tuple[int, int], view: np.ndarray) -> torch.Tensor:
-        """Unit rays (h, w, 3) of the output pixels in the output frame F, on the device."""
-        rays = ray_directions_torch(size[0], size[1], device=self.device)
-        return rays @ torch.as_tensor(self.output_to_frame(view).T, dtype=rays.dtype, device=self.device)
+    def in_box(self, range_m: torch.Tensor, size: tuple[int, int], view: np.ndarray) -> torch.Tensor | None:
+        """Bool (h, w), on ``range_m``'s device: output pixels whose point (``range_m`` along the
+        pixel's ray) lies inside the body box of the spec; None: no box."""
+        if self.spec.box_min is None:
+            return None
+        device = range_m.device  # the host when the range is written into a message in place
+        rays, lo, hi = _cached(self._boxes, (size, view.tobytes(), str(device)),
+                               lambda: self._box_frame(size, view, device))
+        points = range_m[..., None] * rays
+        return ((points >= lo) & (points <= hi)).all(dim=-1)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -195,13 +198,7 @@ class Camera:
 
     def _remap(self, size: tuple[int, int], view: np.ndarray, sources: list[np.ndarray]) -> _Remap:
         key = (size, view.tobytes(), tuple(s.shape[:2] for s in sources))
-        remap = self._remaps.get(key)
-        if remap is None:
-            remap = self._build_remap(size, view, sources)
-            self._remaps[key] = remap
-            if len(self._remaps) > _CACHE:
-                self._remaps.popitem(last=False)
-        return remap
+        return _cached(self._remaps, key, lambda: self._build_remap(size, view, sources))
 
     def _camera_rays(self, size: tuple[int, int], view: np.ndarray) -> torch.Tensor:
         """Unit rays (h, w, 3) of the output pixels in the camera frame (float32: sub-pixel exact)."""
@@ -280,30 +277,48 @@ class Camera:
         height, width = sources[index].shape[:2]
         return index, (u + du + 0.5) / width * 2 - 1, (v + dv + 0.5) / height * 2 - 1
 
+    def _box_frame(self, size: tuple[int, int], view: np.ndarray,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The output pixels' unit rays (h, w, 3) in the output frame F, and the box's corners there."""
+        rays = ray_directions_torch(size[0], size[1], device=device)
+        rays = rays @ torch.as_tensor(self.output_to_frame(view).T, dtype=rays.dtype, device=device)
+        lo, hi = (torch.tensor(corner, dtype=rays.dtype, device=device)
+                  for corner in (self.spec.box_min, self.spec.box_max))
+        return rays, lo, hi
+
     def _self_masked(self, size: tuple[int, int], view: np.ndarray) -> torch.Tensor:
-        key = (size, view.tobytes())
-        mask = self._masks.get(key)
-        if mask is None:
-            source = torch.from_numpy(self.self_mask.astype(np.float32))[None, None].to(self.device)
-            if self.spec.leveling == "none" and self.calibration is None:  # the output is the camera's panorama
-                mask = F.interpolate(source, size=size, mode="nearest")[0, 0] > 0.5
-            else:
-                height, width = self.self_mask.shape
-                u, v = erp_coordinates(self._camera_rays(size, view), height, width, xp=torch)
-                grid = torch.stack(((u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1), dim=-1)[None].float()
-                sampled = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
-                mask = sampled[0, 0] > 0.5
-            self._masks[key] = mask
-            if len(self._masks) > _CACHE:
-                self._masks.popitem(last=False)
-        return mask
+        return _cached(self._masks, (size, view.tobytes()), lambda: self._build_self_mask(size, view))
+
+    def _build_self_mask(self, size: tuple[int, int], view: np.ndarray) -> torch.Tensor:
+        source = torch.from_numpy(self.self_mask.astype(np.float32))[None, None].to(self.device)
+        if self.spec.leveling == "none" and self.calibration is None:  # the output is the camera's panorama
+            return F.interpolate(source, size=size, mode="nearest")[0, 0] > 0.5
+        height, width = self.self_mask.shape
+        u, v = erp_coordinates(self._camera_rays(size, view), height, width, xp=torch)
+        grid = torch.stack(((u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1), dim=-1)[None].float()
+        sampled = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
+        return sampled[0, 0] > 0.5
+
+
+def _cached(cache: OrderedDict, key: tuple, build: Callable[[], Any]) -> Any:
+    """``cache[key]``, built on first use; the oldest of more than _CACHE entries is dropped (a
+    static mount needs one entry per size, an IMU a new one per rotation)."""
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = build()
+        if len(cache) > _CACHE:
+            cache.popitem(last=False)
+    return value
 
 
 def load_calibration(path: str) -> FisheyeCalibration:
-    """A lens calibration YAML, validated; ConfigError naming the file and the key otherwise."""
+    """A lens calibration YAML, validated; CameraFileError naming the file and the key otherwise."""
     from dap_ros.io.yaml_files import read_yaml
 
-    return FisheyeCalibration.from_dict(read_yaml(path, "fisheye calibration"), path)
+    try:
+        return FisheyeCalibration.from_dict(read_yaml(path, "fisheye calibration"), path)
+    except ConfigError as exc:
+        raise CameraFileError(str(exc)) from None
 
 
 def _load_self_mask(path: str) -> np.ndarray:
@@ -313,8 +328,8 @@ def _load_self_mask(path: str) -> np.ndarray:
     try:
         image = load_rgb(path)[..., 0]
     except ImageError as exc:
-        raise ConfigError(f"self_mask: {exc}") from None
+        raise CameraFileError(f"self_mask: {exc}") from None
     height, width = image.shape
     if abs(width - 2 * height) > 1:
-        raise ConfigError(f"self_mask {path} is {width}x{height}: it must be a 2:1 panorama of the camera")
+        raise CameraFileError(f"self_mask {path} is {width}x{height}: it must be a 2:1 panorama of the camera")
     return image == 0

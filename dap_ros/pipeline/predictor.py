@@ -214,14 +214,9 @@ class DepthPredictor:
                 sources: list[np.ndarray]) -> int:
         """Invalidate (NaN) the pixels no lens sees, the self mask's and those inside the body box."""
         invalid = self.camera.invalid(size, view, sources)
-        spec = self.camera.spec
-        if spec.box_min is not None:
-            rays = self.camera.box_rays(size, view).to(range_t.device)
-            points = range_t[..., None] * rays
-            lo = torch.tensor(spec.box_min, dtype=points.dtype, device=points.device)
-            hi = torch.tensor(spec.box_max, dtype=points.dtype, device=points.device)
-            inside = ((points >= lo) & (points <= hi)).all(dim=-1)
-            invalid = inside if invalid is None else invalid.to(inside.device) | inside
+        inside = self.camera.in_box(range_t, size, view)
+        if inside is not None:
+            invalid = inside if invalid is None else invalid | inside
         if invalid is None:
             return 0
         invalid = invalid.to(range_t.device)

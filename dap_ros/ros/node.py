@@ -33,14 +33,14 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image, Imu, LaserScan, PointCloud2
 from std_msgs.msg import Header
 
-from dap_ros.errors import CheckpointError, ConfigError, DapError, ImageError
+from dap_ros.errors import CameraFileError, CheckpointError, ConfigError, DapError, ImageError
 from dap_ros.ros import diagnostics as diag
 from dap_ros.ros import params as prm
 from dap_ros.ros.cdr_publish import CdrPublisher
 from dap_ros.ros.decoding import InputRejected, compressed_to_rgb, image_to_rgb
 from dap_ros.ros.inputs import ImuTilt, LensPairer, stamp_ns, tilt_degrees
 from dap_ros.ros.memory import tune_malloc_for_large_frames
-from dap_ros.ros.outputs import TOPICS, FrameOutputs, OutputBuilder, enabled_outputs
+from dap_ros.ros.outputs import MSG_TYPES, OUTPUTS, TOPICS, FrameOutputs, OutputBuilder, enabled_outputs
 from dap_ros.ros.point_cloud import point_kernel
 from dap_ros.ros.worker import InferenceWorker
 
@@ -48,6 +48,8 @@ NODE_NAME = prm.NODE_NAME
 EXIT_CHECKPOINT = 1  # missing / wrong weights
 EXIT_PARAMETERS = 2  # a parameter is invalid (or names something this machine lacks)
 _ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+_MESSAGE_CLASSES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/PointCloud2": PointCloud2,
+                    "sensor_msgs/msg/LaserScan": LaserScan}
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -85,11 +87,10 @@ def create_predictor(p: prm.NodeParams, logger: Any, progress: Any = None) -> An
         return DepthPredictor.from_spec(p.model_spec(), p.camera_spec(), progress=progress)
     except CheckpointError as exc:
         raise CheckpointError(f"parameter 'checkpoint' ({p.checkpoint or 'empty'}): {exc}") from None
+    except CameraFileError as exc:
+        raise ConfigError(f"camera parameters (input_projection/fisheye_calibration/self_mask): {exc}") from None
     except ConfigError as exc:
-        camera = str(exc).startswith(("fisheye calibration", "self_mask"))
-        group = ("camera parameters (input_projection/fisheye_calibration/self_mask)" if camera
-                 else "model parameters (model_config/backend/device/precision/input size)")
-        raise ConfigError(f"{group}: {exc}") from None
+        raise ConfigError(f"model parameters (model_config/backend/device/precision/input size): {exc}") from None
 
 
 class DepthNode(LifecycleNode):
@@ -157,9 +158,9 @@ class DepthNode(LifecycleNode):
             return FAILURE
         self.params, self.predictor = p, predictor
         qos = qos_profile(p.qos_output_reliability, p.qos_output_depth)
-        msg_types = {"depth": Image, "range_mask": Image, "points": PointCloud2, "scan": LaserScan, "colorized": Image}
-        for key in ("depth", "range_mask", "points", "scan", "colorized"):
-            self._pubs[key] = CdrPublisher(self.create_lifecycle_publisher(msg_types[key], TOPICS[key], qos))
+        for name in OUTPUTS:
+            msg_type = _MESSAGE_CLASSES[MSG_TYPES[name]]
+            self._pubs[name] = CdrPublisher(self.create_lifecycle_publisher(msg_type, TOPICS[name], qos))
         if self._pubs["depth"].fallback_reason:
             self.get_logger().info(f"publishing through rclpy: {self._pubs['depth'].fallback_reason}")
         self._diag_timer = self.create_timer(p.diagnostics_period_sec, self._publish_diagnostics)

@@ -166,3 +166,4 @@ def test_a_bad_calibration_stops_the_node_at_start_naming_the_key(make_node, tmp
     assert node.start() == EXIT_PARAMETERS
     message = str(node.startup_error)
     assert fragment in message and str(path) in message and "\n" not in message
+    assert message.startswith("camera parameters")
