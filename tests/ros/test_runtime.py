@@ -179,7 +179,12 @@ def test_bad_input_never_stops_the_node(harness, make_node, real_sample):
                        "diagnostics ERROR after repeated failures")
     error = next(s for s in statuses if s.level == DiagnosticStatus.ERROR)
     assert "consecutive" in error.message
-    values = {kv.key: kv.value for s in statuses[-1:] for kv in s.values}
+    # the ERROR may predate the model failure (the bad frames alone are enough failures): read the
+    # counts from a status published after the node counted it
+    reported = harness.spin_until(
+        lambda: [s for s in statuses if any(kv.key == "rejected: model" for kv in s.values)], 10.0,
+        "diagnostics to report the model failure")
+    values = {kv.key: kv.value for kv in reported[-1].values}
     assert values["rejected: model"] == "1" and values["rejected: too_large"] == "1"
 
     # the node is alive and processes the next good frame; the status recovers
