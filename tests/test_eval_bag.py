@@ -342,3 +342,60 @@ def test_real_sample_bag_oracle_and_tiny_model_cli(tmp_path, storage, capsys):
     assert all((report / name).stat().st_size > 1000 for name in doc["plots"])
     assert "AbsRel" in (report / "report.md").read_text()
     assert "AbsRel" in capsys.readouterr().out
+
+
+def _bag_with_gt_offset(tmp: Path, offset_ns: int, n: int = 2) -> Path:
+    """Images at 0.5 Hz and their ground truth stamped ``offset_ns`` later (a clock offset)."""
+    from PIL import Image
+
+    images, _, arrays = synthetic_frames(tmp / "data", n, shape=(64, 128))
+    bag = tmp / "offset"
+    with bags.BagWriter(bag) as writer:
+        ts, qos = writer.typestore, bags.qos_profile()
+        writer.add_topic(IMAGE_TOPIC, bags.IMAGE, qos)
+        writer.add_topic(GT_TOPIC, bags.IMAGE, qos)
+        for i, (image, gt) in enumerate(zip(images, arrays)):
+            stamp = 1_700_000_000_000_000_000 + i * 2_000_000_000
+            msg = bags.image_message(ts, stamp, "cam", np.asarray(Image.open(image)), "rgb8")
+            writer.write(IMAGE_TOPIC, stamp, writer.serialize(msg, bags.IMAGE))
+            gt_msg = bags.image_message(ts, stamp + offset_ns, "cam", gt, "32FC1")
+            writer.write(GT_TOPIC, stamp + offset_ns, writer.serialize(gt_msg, bags.IMAGE))
+    return bag
+
+
+def test_ground_truth_that_never_pairs_names_the_offset_and_fails(tmp_path, capsys):
+    bag = _bag_with_gt_offset(tmp_path, 500_000_000)
+    argv = ["eval-bag", str(bag), "--image-topic", IMAGE_TOPIC, "--gt-topic", GT_TOPIC, "--no-plots",
+            "--no-progress", "--report-dir", str(tmp_path / "report"), "--model-config", "tiny", "--random-weights",
+            "--input-size", "64x128"]
+    code = cli_main(argv)
+    err = capsys.readouterr().err
+    assert code != 0 and "+500.0 ms" in err and "--gt-tolerance-ms 500" in err and err.count("\n") == 1, err
+    assert (tmp_path / "report/metrics.json").is_file()  # the latency measured is still reported
+    assert cli_main([*argv, "--gt-tolerance-ms", "500"]) == 0
+    doc = json.loads((tmp_path / "report/metrics.json").read_text())
+    assert doc["run"]["frames_with_gt"] == 2
+
+
+class _NoModel:
+    @staticmethod
+    def from_spec(*args, **kwargs):
+        raise AssertionError("the model was loaded before the parameters file was checked")
+
+
+def test_params_file_with_an_unknown_name_is_refused_with_close_matches(tmp_path, capsys, monkeypatch):
+    import dap_ros.pipeline
+
+    monkeypatch.setattr(dap_ros.pipeline, "DepthPredictor", _NoModel)
+    images, gts, _ = synthetic_frames(tmp_path / "data", 1)
+    bag = tmp_path / "in"
+    make_bag(images, gts, bag, image_topic=IMAGE_TOPIC, gt_topic=GT_TOPIC, progress=False)
+    p = tmp_path / "p.yaml"
+    p.write_text("/**:\n  ros__parameters:\n    use_sim_time: false\n    max_rnage: 50.0\n"
+                 "    points:\n      strid: 4\n")
+    code = cli_main(["eval-bag", str(bag), "--image-topic", IMAGE_TOPIC, "--report-dir", str(tmp_path / "r"),
+                     "--params", str(p), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "'max_rnage' (did you mean 'max_range'" in err and "'points.strid' (did you mean 'points.stride'" in err
+    assert "use_sim_time" not in err  # ROS's own parameters are fine in a node's parameters file

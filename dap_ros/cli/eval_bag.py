@@ -39,11 +39,14 @@ def add_parser(subparsers) -> None:
                         help="output bag storage (default: mcap for a .mcap name, else sqlite3)")
     parser.add_argument("--output-namespace",
                         help="namespace of the output topics (default: the image topic's, e.g. /cam for /cam/image)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output bag (only a bag dap-ros could have written)")
     parser.add_argument("--max-frames", type=int, help="stop after N frames")
     parser.add_argument("--median-align", action="store_true",
                         help="also report metrics after per-frame median scale alignment (separately)")
-    parser.add_argument("--gt-tolerance-ms", type=float, default=1.0, help="stamp difference allowed when pairing GT")
+    parser.add_argument("--gt-tolerance-ms", type=float, default=1.0,
+                        help="stamp difference allowed when pairing GT (when nothing pairs, the error names "
+                             "the offset found)")
     parser.add_argument("--ros-distro", choices=("humble", "jazzy", "kilted"),
                         help="message definitions used to decode (default: from the bag, else kilted)")
     parser.add_argument("--grid-frames", type=int, default=4, help="frames shown in frames_grid.png")
@@ -67,8 +70,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dap_ros.errors import DapError
+    from dap_ros.evaluation import bags
     from dap_ros.evaluation.report import write_report
-    from dap_ros.evaluation.runner import EvalOptions, evaluate_bag
+    from dap_ros.evaluation.runner import EvalOptions, evaluate_bag, ground_truth_problem
     from dap_ros.pipeline import DepthPredictor
     from dap_ros.ros.params import resolve_params
 
@@ -76,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         raise DapError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not args.bag.exists():
         raise DapError(f"bag not found: {args.bag}")
+    if args.output_bag is not None:  # before the model load: a wrong path costs no loading time
+        bags.check_output_bag(args.output_bag, overwrite=args.overwrite, inputs=[args.bag])
+    if args.params is not None:
+        check_parameter_names(args.params)
     params = resolve_params(args.params, {**node_parameter_overrides(args), **camera_parameter_overrides(args)})
     options = EvalOptions(
         bag=args.bag,
@@ -126,8 +134,30 @@ def run(args: argparse.Namespace) -> int:
     print(summary_line(doc, args.report_dir))
     if run_result.interrupted:
         return 130
+    problem = ground_truth_problem(run_result)
+    if problem is not None:  # asked for accuracy and got none: not a success
+        raise DapError(f"{problem} (report without accuracy: {args.report_dir}/report.md)")
     failed = run_result.read_problem is not None or run_result.failures or (doc.get("realtime") or {}).get("error")
     return 1 if failed else 0
+
+
+def check_parameter_names(path: Path) -> None:
+    """Refuse names the node does not know: a misspelt parameter would otherwise be ignored silently."""
+    import difflib
+
+    from dap_ros.errors import ConfigError
+    from dap_ros.ros.params import SPEC_BY_NAME, load_params_file, unknown_names
+
+    unknown = unknown_names(load_params_file(path))
+    if not unknown:
+        return
+
+    def hint(name: str) -> str:
+        close = difflib.get_close_matches(name, SPEC_BY_NAME, n=3)
+        return f"{name!r} (did you mean {' or '.join(map(repr, close))}?)" if close else f"{name!r} (no close match)"
+
+    raise ConfigError(f"parameters file {path}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                      f"{', '.join(map(hint, unknown))}; the parameters are listed in docs/ros_node.md (Parameters)")
 
 
 def summary_line(doc: dict, report_dir: Path) -> str:

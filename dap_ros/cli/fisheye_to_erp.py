@@ -81,7 +81,8 @@ def _convert_bag(args: argparse.Namespace, camera, view) -> int:
         raise DapError("--bag converts one image topic: the two_topics layout is not supported here")
     converted = 0
     with bags.FrameSource(args.bag, args.image_topic, None, max_frames=args.max_frames) as source:
-        with bags.BagWriter(args.output, distro=source.distro, overwrite=args.overwrite) as writer:
+        with bags.BagWriter(args.output, distro=source.distro, overwrite=args.overwrite,
+                            inputs=[args.bag]) as writer:
             writer.add_topic(args.output_topic, bags.IMAGE, bags.qos_profile())
             for frame in tqdm(source, total=source.expected_frames, unit="frame", desc="fisheye-to-erp"):
                 decode = compressed_to_rgb if frame.msgtype == bags.COMPRESSED else image_to_rgb

@@ -22,17 +22,29 @@ def add_parser(subparsers) -> None:
             "along each pixel's ray; +inf beyond range, NaN invalid), NAME_range_mm.png (16-bit, "
             "millimetres, 0 = invalid or beyond range), NAME_mask.png (255 = in range), "
             "NAME_depth_color.png (for viewing) and NAME.ply (binary xyz + rgb, REP 103 body frame: "
-            "x forward = image centre, y left, z up; out-of-range points dropped)."
+            "x forward = image centre, y left, z up; out-of-range points dropped). Existing files are "
+            "not replaced without --overwrite; inputs with the same name (a/x.png, b/x.png) get "
+            "unique names (x, x_2), reported before the run."
         ),
     )
     parser.add_argument("images", nargs="+", type=Path, help="equirectangular images (jpg, png, ...)")
     parser.add_argument("--output-dir", "-o", type=Path, default=Path("dap_output"), help="default: ./dap_output")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     parser.add_argument("--force", action="store_true", help="accept images within 10%% of 2:1")
     parser.add_argument("--no-ply", action="store_true", help="skip the point cloud")
     parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th row and column in the PLY")
     add_model_options(parser)
     add_camera_options(parser)
     parser.set_defaults(run=run)
+
+
+def output_files(stem: str, ply: bool) -> dict[str, str]:
+    """{kind: file name} that one image writes."""
+    names = {"npy": f"{stem}_range.npy", "png": f"{stem}_range_mm.png", "mask": f"{stem}_mask.png",
+             "color": f"{stem}_depth_color.png"}
+    if ply:
+        names["ply"] = f"{stem}.ply"
+    return names
 
 
 def write_outputs(output_dir: Path, stem: str, result, ply: bool, ply_stride: int,
@@ -42,21 +54,47 @@ def write_outputs(output_dir: Path, stem: str, result, ply: bool, ply_stride: in
     from dap_ros.geometry import colored_points
     from dap_ros.io import colorize_range, save_mask_png, save_range_npy, save_range_png_mm, write_ply
 
-    paths = {
-        "npy": output_dir / f"{stem}_range.npy",
-        "png": output_dir / f"{stem}_range_mm.png",
-        "mask": output_dir / f"{stem}_mask.png",
-        "color": output_dir / f"{stem}_depth_color.png",
-    }
+    paths = {kind: output_dir / name for kind, name in output_files(stem, ply).items()}
     save_range_npy(paths["npy"], result.range_m)
     save_range_png_mm(paths["png"], result.range_m)
     save_mask_png(paths["mask"], result.in_range)
     Image.fromarray(colorize_range(result.range_m)).save(paths["color"])
     if ply:
         points, colors = colored_points(result.range_m, result.rgb, stride=ply_stride, rotation=rotation)
-        paths["ply"] = output_dir / f"{stem}.ply"
         write_ply(paths["ply"], points, colors)
     return list(paths.values())
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """One output name per input: its stem, or STEM_N (smallest N free) when an earlier input took
+    it. Stems the inputs bring themselves are never handed out as STEM_N (a/x, b/x, x_1 -> x, x_2, x_1)."""
+    own = {p.stem for p in paths}
+    used: set[str] = set()
+    stems = []
+    for path in paths:
+        stem, n = path.stem, 1
+        while stem in used or (stem != path.stem and stem in own):
+            n += 1
+            stem = f"{path.stem}_{n}"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def prepare_output_dir(output_dir: Path, stems: list[str], ply: bool, overwrite: bool) -> None:
+    """Create the output directory and refuse to replace files in it unless ``overwrite``; runs
+    before the model is loaded, so that these mistakes cost no loading time."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DapError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
+    if overwrite:
+        return
+    existing = [name for stem in stems for name in output_files(stem, ply).values() if (output_dir / name).exists()]
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise DapError(f"{output_dir} already holds {existing[0]}{more}; pass --overwrite to replace them, "
+                       "or choose another --output-dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,25 +109,28 @@ def run(args: argparse.Namespace) -> int:
         raise DapError(f"no such image file: {', '.join(missing)}")
     from dap_ros.geometry.rotation import rpy_deg_matrix
     from dap_ros.pipeline import DepthPredictor
+    from dap_ros.pipeline.camera import load_calibration
 
     camera = camera_from_args(args)
-    predictor = DepthPredictor.from_spec(spec_from_args(args), camera)
-    calibration = predictor.camera.calibration
-    pairs = calibration is not None and calibration.layout == "two_topics"
+    # the lens layout decides how images group into frames; read it before the (long) model load
+    layout = load_calibration(camera.fisheye_calibration).layout if camera.fisheye_calibration else None
+    pairs = layout == "two_topics"
     if pairs and len(args.images) % 2:
         raise DapError("the two_topics fisheye layout takes the images in pairs (lens 0, lens 1), "
                        f"got {len(args.images)} images")
     frames = [args.images[i:i + 2] for i in range(0, len(args.images), 2)] if pairs else [[p] for p in args.images]
+    stems = unique_stems([paths[0] for paths in frames])
+    prepare_output_dir(args.output_dir, stems, not args.no_ply, args.overwrite)
+    for paths, stem in zip(frames, stems):
+        if stem != paths[0].stem:
+            print(f"dap-ros infer: {paths[0]} -> {stem}_* ({paths[0].stem} is taken by another input)")
+    predictor = DepthPredictor.from_spec(spec_from_args(args), camera)
+    calibration = predictor.camera.calibration
     # points in the output frame: the mount turns them when the image is used as it is
     rotation = rpy_deg_matrix(camera.mount_rpy_deg) if camera.leveling == "none" and any(camera.mount_rpy_deg) else None
-    try:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DapError(f"cannot create output directory {args.output_dir}: {exc.strerror}") from None
     failures = 0
-    stems: dict[str, int] = {}
-    progress = tqdm(frames, unit="image", disable=len(frames) < 2, desc="dap-ros infer")
-    for paths in progress:
+    progress = tqdm(list(zip(frames, stems)), unit="image", disable=len(frames) < 2, desc="dap-ros infer")
+    for paths, stem in progress:
         path = paths[0]
         try:
             images = [load_rgb(p) for p in paths]
@@ -101,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
             failures += len(paths)
             progress.write(f"dap-ros infer: skipped {', '.join(map(str, paths))}: {exc}")
             continue
-        stem = path.stem if path.stem not in stems else f"{path.stem}_{stems[path.stem]}"
-        stems[path.stem] = stems.get(path.stem, 0) + 1
         written = write_outputs(args.output_dir, stem, result, not args.no_ply, args.ply_stride, rotation)
         finite = result.range_m[np.isfinite(result.range_m)]
         summary = (

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--frame-id", default="camera")
     parser.add_argument("--ros-distro", choices=("humble", "jazzy", "kilted"), default="kilted",
                         help="message definitions stored in the bag")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output bag (only a bag dap-ros could have written)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(run=run)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,9 @@ class FrameSource:
         self.problem: ReadProblem | None = None
         self.skipped: list[str] = []
         self.gt_unmatched = 0
+        self.gt_paired = 0  # frames handed out with their ground truth
         self.frames_read = 0
+        self._stamps: dict[str, list[int]] = {"image": [], "gt": []}  # to tell why nothing paired
         self._last_stamp: int | None = None
         self.recovered: str | None = None  # set when a truncated MCAP file was opened through recovery
         self._tmpdir: Any = None
@@ -261,6 +263,7 @@ class FrameSource:
         def emit(stamp: int, log_time: int, image: Any, gt: Any | None) -> BagFrame:
             frame = BagFrame(self.frames_read, log_time, stamp, self.image_msgtype, image, gt)
             self.frames_read += 1
+            self.gt_paired += int(gt is not None)
             self._last_stamp = stamp
             return frame
 
@@ -275,6 +278,7 @@ class FrameSource:
                 if msg is None:
                     continue
                 stamp = stamp_ns(msg.header)
+                self._stamps["image"].append(stamp)
                 match = next((s for s in pending_gt if abs(s - stamp) <= tol), None)
                 pending[stamp] = [log_time, msg, None if match is None else pending_gt.pop(match)]
             else:
@@ -282,6 +286,7 @@ class FrameSource:
                 if gt is None:
                     continue
                 stamp = stamp_ns(gt.header)
+                self._stamps["gt"].append(stamp)
                 newest_gt = stamp if newest_gt is None else max(newest_gt, stamp)
                 match = next((s for s, e in pending.items() if e[2] is None and abs(s - stamp) <= tol), None)
                 if match is not None:
@@ -309,6 +314,24 @@ class FrameSource:
         self.gt_unmatched += len(pending_gt)
         if self.recovered and self.problem is None:
             self.problem = ReadProblem("truncated", self.recovered, self.frames_read, self._last_stamp)
+
+    @property
+    def gt_messages(self) -> int:
+        """Ground-truth messages read (decodable ones)."""
+        return len(self._stamps["gt"])
+
+    def nearest_gt_offset_ns(self) -> int | None:
+        """GT stamp minus image stamp of the closest pair read (signed); None without both."""
+        import bisect
+
+        images = sorted(self._stamps["image"])
+        best: int | None = None
+        for gt in self._stamps["gt"]:
+            i = bisect.bisect_left(images, gt)
+            for image in images[max(0, i - 1):i + 1]:
+                if best is None or abs(gt - image) < abs(best):
+                    best = gt - image
+        return best
 
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -371,8 +394,120 @@ def storage_for(path: Path, storage: str | None) -> str:
     return "mcap" if path.suffix.lower() == ".mcap" else "sqlite3"
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_MAGIC = {".mcap": MCAP_MAGIC, ".db3": SQLITE_MAGIC}
+_SQLITE_SIDECARS = ("-journal", "-wal", "-shm")  # left next to a .db3 by a writer that was killed
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def _entries(folder: Path) -> list[Path] | None:
+    """The entries of a real (not symlinked) folder; None for anything else or an unreadable one."""
+    if folder.is_symlink() or not folder.is_dir():
+        return None
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return None
+
+
+def _holds_only(folder: Path, allowed: set[str]) -> bool:
+    """``folder`` is a real folder whose entries are all plain files named in ``allowed``."""
+    entries = _entries(folder)
+    return entries is not None and all(e.name in allowed and e.is_file() and not e.is_symlink() for e in entries)
+
+
+def _storage_names(name: str) -> set[str]:
+    return {f"{name}{suffix}" for suffix in STORAGES.values()}
+
+
+def is_written_bag(path: Path) -> bool:
+    """Whether ``path`` is something BagWriter could have written, and so may replace: a folder
+    holding metadata.yaml and storage files named after it (NAME.db3 / NAME.mcap) and nothing
+    else, or a single .db3 / .mcap file that starts like one."""
+    path = Path(path)
+    if path.is_file() and not path.is_symlink():
+        magic = _MAGIC.get(path.suffix.lower())
+        return magic is not None and _starts_with(path, magic)
+    names = {e.name for e in _entries(path) or ()}
+    storage = _storage_names(path.name)
+    return "metadata.yaml" in names and bool(names & storage) and _holds_only(path, storage | {"metadata.yaml"})
+
+
+def partial_path(path: Path) -> Path:
+    """Where a bag is written until it is complete: ``.NAME.partial/NAME`` next to the target."""
+    path = Path(path)
+    return path.parent / f".{path.name}.partial" / path.name
+
+
+def _is_stale_partial(folder: Path, name: str) -> bool:
+    """A partial bag of ours left by a run that was killed (maybe without metadata.yaml)."""
+    entries = _entries(folder)
+    if entries is None or any(e.name != name for e in entries):
+        return False
+    sidecars = {f"{name}.db3{s}" for s in _SQLITE_SIDECARS}
+    inner = folder / name
+    return not inner.exists() or _holds_only(inner, _storage_names(name) | sidecars | {"metadata.yaml"})
+
+
+def _relation(output: Path, source: Path) -> str | None:
+    out, src = output.resolve(), Path(source).resolve()
+    if out == src:
+        return "is"
+    if src in out.parents:
+        return "is inside"
+    if out in src.parents:
+        return "contains"
+    return None
+
+
+def check_output_bag(path: Path, *, overwrite: bool = False, inputs: Sequence[Path] = ()) -> None:
+    """Raise BagError unless a new bag can be written at ``path`` without destroying anything:
+    never the input bag (nor inside it, nor around it), and with ``overwrite`` only over a bag
+    we could have written. Cheap: callers run it before loading a model."""
+    path = Path(path)
+    for source in inputs:
+        relation = _relation(path, source)
+        if relation is not None:
+            raise BagError(f"output bag {path} {relation} the input bag {source}; write the output elsewhere")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise BagError(f"output bag {path} exists; pass --overwrite to replace it, or choose another path")
+        if not is_written_bag(path):
+            raise BagError(
+                f"{path} is not a bag dap-ros could have written (a folder with metadata.yaml and "
+                f"{path.name}.db3/.mcap only, or one .db3/.mcap file), so --overwrite leaves it alone; "
+                "choose another path or remove it yourself"
+            )
+    partial = partial_path(path).parent
+    if (partial.exists() or partial.is_symlink()) and not _is_stale_partial(partial, path.name):
+        raise BagError(f"{partial} is in the way and is not a partial bag of dap-ros; remove it or choose "
+                       "another output path")
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 class BagWriter:
-    """Writes serialized (CDR) messages into a new rosbag2 directory (sqlite3 or MCAP)."""
+    """Writes serialized (CDR) messages into a new rosbag2 directory (sqlite3 or MCAP).
+
+    The bag is written to :func:`partial_path` and moved to ``path`` by :meth:`close`, so that a
+    run that fails (:meth:`abort`, or an exception in a ``with`` block) leaves the target as it
+    was: no half-written bag that blocks the rerun, and an ``overwrite`` that fails keeps the old
+    bag. ``inputs``: bags being read, which the output must never replace or sit in.
+    """
 
     def __init__(
         self,
@@ -381,31 +516,28 @@ class BagWriter:
         *,
         distro: str | None = None,
         overwrite: bool = False,
+        inputs: Sequence[Path] = (),
     ) -> None:
         _require_rosbags()
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.path = Path(path)
         self.storage = storage_for(self.path, storage)
-        if self.path.exists():
-            if not overwrite:
-                raise BagError(f"output bag {self.path} exists; choose another path or remove it")
-            import shutil
-
-            if self.path.is_dir():
-                shutil.rmtree(self.path)
-            else:
-                self.path.unlink()
-        if not self.path.parent.is_dir():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.overwrite = overwrite
+        check_output_bag(self.path, overwrite=overwrite, inputs=inputs)
         self.distro = distro or DEFAULT_DISTRO
         self.typestore = typestore(self.distro)
+        self._partial = partial_path(self.path)
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
-        self._writer.set_custom_data("dap_ros.typestore", self.distro)
         try:
+            if self._partial.parent.exists():
+                _remove(self._partial.parent)  # checked above: left by a run that was killed
+            self._partial.parent.mkdir(parents=True)
+            self._writer = Writer(self._partial, version=BAG_VERSION, storage_plugin=plugin)
+            self._writer.set_custom_data("dap_ros.typestore", self.distro)
             self._writer.open()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - rosbags WriterError, OS errors
+            self._discard()
             raise BagError(f"cannot create bag {self.path}: {exc}") from None
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
@@ -425,15 +557,46 @@ class BagWriter:
         return bytes(self.typestore.serialize_cdr(msg, msgtype))
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+        """Finish the bag and move it into place (replacing the old bag when ``overwrite``)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
             self._writer.close()
+        except Exception as exc:  # noqa: BLE001
+            self._discard()
+            raise BagError(f"cannot finish bag {self.path}: {exc}") from None
+        if self.path.exists() or self.path.is_symlink():
+            if not (self.overwrite and is_written_bag(self.path)):  # something appeared there meanwhile
+                raise BagError(f"{self.path} appeared while the bag was written; the bag is in {self._partial}")
+            _remove(self.path)
+        self._partial.rename(self.path)
+        self._partial.parent.rmdir()
+
+    def abort(self) -> None:
+        """Drop the unfinished bag; the target stays as it was."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001, S110 - it is being thrown away
+            pass
+        self._discard()
+
+    def _discard(self) -> None:
+        import shutil
+
+        shutil.rmtree(self._partial.parent, ignore_errors=True)
 
     def __enter__(self) -> BagWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def header(ts: Any, stamp: int, frame_id: str) -> Any:

@@ -6,6 +6,7 @@ end the loop (or skip the frame) and the :class:`EvalRun` holds everything measu
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +67,9 @@ class EvalRun:
     read_problem: bags.ReadProblem | None = None
     skipped_messages: list[str] = field(default_factory=list)
     gt_unmatched: int = 0
+    gt_messages: int = 0
+    gt_paired: int = 0  # frames read with their ground truth
+    gt_offset_ns: int | None = None  # GT minus image stamp of the closest pair (see ground_truth_problem)
     interrupted: bool = False
     wall_s: float = 0.0
     output_bag: dict[str, Any] | None = None
@@ -132,7 +136,7 @@ def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> Ev
             check_ros_messages()
             outputs = OutputBuilder()
             writer = bags.BagWriter(options.output_bag, options.output_storage, distro=source.distro,
-                                    overwrite=options.overwrite)
+                                    overwrite=options.overwrite, inputs=[options.bag])
             ns = options.output_namespace
             if ns is None:
                 ns = output_namespace(options.image_topic)
@@ -142,28 +146,50 @@ def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> Ev
                 topics[name] = f"{ns}/{name}"
                 writer.add_topic(topics[name], MSG_TYPES[name], qos)
         _loop(run, source, predictor, outputs, writer, topics)
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # no report comes of this run: leave no half-written bag either
+        raise
     finally:
         source.close()
-        if writer is not None:
-            writer.close()
-            run.output_bag = {
-                "path": str(options.output_bag),
-                "storage": writer.storage,
-                "typestore": writer.distro,
-                "topics": {
-                    topics[name]: {
-                        "type": MSG_TYPES[name],
-                        "messages": writer.counts[topics[name]],
-                        "qos": {"reliability": p.qos_output_reliability, "history": "keep_last",
-                                "depth": p.qos_output_depth, "durability": "volatile"},
-                    }
-                    for name in topics
-                },
-            }
+    if writer is not None:  # complete, or interrupted (Ctrl-C): the frames done so far are kept
+        writer.close()
+        run.output_bag = {
+            "path": str(options.output_bag),
+            "storage": writer.storage,
+            "typestore": writer.distro,
+            "topics": {
+                topics[name]: {
+                    "type": MSG_TYPES[name],
+                    "messages": writer.counts[topics[name]],
+                    "qos": {"reliability": p.qos_output_reliability, "history": "keep_last",
+                            "depth": p.qos_output_depth, "durability": "volatile"},
+                }
+                for name in topics
+            },
+        }
     run.read_problem = source.problem
     run.skipped_messages = source.skipped
     run.gt_unmatched = source.gt_unmatched
+    run.gt_messages, run.gt_paired = source.gt_messages, source.gt_paired
+    run.gt_offset_ns = source.nearest_gt_offset_ns()
     return run
+
+
+def ground_truth_problem(run: EvalRun) -> str | None:
+    """Why a ground-truth topic that was asked for measured nothing (None: it paired, or none asked for)."""
+    options = run.options
+    if options.gt_topic is None or run.gt_paired or not run.frames:
+        return None
+    if run.gt_messages == 0:
+        return f"ground-truth topic {options.gt_topic} has no messages: accuracy not measured"
+    offset = run.gt_offset_ns
+    where = "" if offset is None else (
+        f": the closest ground-truth stamp is {offset / 1e6:+.1f} ms from an image stamp; "
+        f"--gt-tolerance-ms {math.ceil(abs(offset) / 1e6)} would pair them (check the clocks first)"
+    )
+    return (f"no image paired with ground truth on {options.gt_topic} within --gt-tolerance-ms "
+            f"{options.gt_tolerance_ms:g}{where}")
 
 
 def check_ros_messages() -> None:

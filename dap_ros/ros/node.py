@@ -47,7 +47,6 @@ from dap_ros.ros.worker import InferenceWorker
 NODE_NAME = prm.NODE_NAME
 EXIT_CHECKPOINT = 1  # missing / wrong weights
 EXIT_PARAMETERS = 2  # a parameter is invalid (or names something this machine lacks)
-_ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 _MESSAGE_CLASSES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/PointCloud2": PointCloud2,
                     "sensor_msgs/msg/LaserScan": LaserScan}
 
@@ -455,8 +454,7 @@ class DepthNode(LifecycleNode):
     def _warn_unknown_overrides(self) -> None:
         """A typo in the params file would otherwise be silently ignored."""
         overrides = getattr(self, "_parameter_overrides", {}) or {}
-        unknown = sorted(set(overrides) - set(prm.SPEC_BY_NAME) - _ROS_OWN_PARAMETERS)
-        unknown = [n for n in unknown if not n.startswith("qos_overrides.")]
+        unknown = prm.unknown_names(overrides)
         if unknown:
             self.get_logger().warning("unknown parameters ignored (typo?): " + ", ".join(unknown))
 

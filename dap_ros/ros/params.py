@@ -13,7 +13,7 @@ topics are set up); changing a restart-only parameter on a running node is rejec
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,14 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics.error_after_failures", 5, "consecutive failed frames before the status is ERROR"),
 )
 SPEC_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in SPECS}
+# parameters ROS itself reads from a node's parameters: valid in a params file, not ours to check
+ROS_OWN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+
+
+def unknown_names(names: Iterable[str]) -> list[str]:
+    """The names that are neither this node's parameters nor ROS's own (a typo, usually), sorted."""
+    return sorted(n for n in set(names)
+                  if n not in SPEC_BY_NAME and n not in ROS_OWN_PARAMETERS and not n.startswith("qos_overrides."))
 RESTART_ONLY: frozenset[str] = frozenset(s.name for s in SPECS if s.restart)
 
 
