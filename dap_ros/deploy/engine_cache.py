@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dap_ros import __version__
-from dap_ros.errors import BackendUnavailableError, EngineError, EngineMismatchError
+from dap_ros.errors import AccuracyGateError, BackendUnavailableError, EngineError, EngineMismatchError
 
 SIDECAR_FORMAT = 1
 CACHE_ENV = "DAP_ROS_ENGINE_CACHE"
@@ -75,6 +75,7 @@ class EngineSidecar:
     build_seconds: float = 0.0
     workspace_gb: float = 0.0
     accuracy: dict[str, float] = field(default_factory=dict)
+    fp32_heads: bool = False  # graph exported with --fp16 --fp32-heads
     created: str = ""
 
     @property
@@ -108,6 +109,41 @@ class EngineSidecar:
 
 def sidecar_path(engine_path: str | Path) -> Path:
     return Path(str(engine_path) + ".json")
+
+
+def rejection_path(engine_path: str | Path) -> Path:
+    """Where a build that failed its accuracy gate is recorded (no engine is written then)."""
+    return Path(str(engine_path) + ".rejected.json")
+
+
+def write_rejection(path: Path, *, onnx_sha256: str, env: EngineEnvironment, precision: str,
+                    metrics: dict[str, float], message: str) -> None:
+    """Record that this ONNX file, TensorRT version, GPU and precision failed the accuracy gate."""
+    record = {"format": SIDECAR_FORMAT, "onnx_sha256": onnx_sha256, **asdict(env), "precision": precision,
+              "metrics": {k: float(v) for k, v in metrics.items()}, "message": message,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def recorded_rejection(engine_path: Path, onnx_sha256: str | None, env: EngineEnvironment,
+                       precision: str | None) -> str | None:
+    """The gate failure recorded for exactly this build (same ONNX, TensorRT, GPU, precision), or None.
+    An unreadable record counts as none: the build is simply tried again."""
+    path = rejection_path(engine_path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    same = (isinstance(record, dict) and record.get("onnx_sha256") == onnx_sha256
+            and all(record.get(k) == v for k, v in asdict(env).items())
+            and (precision is None or record.get("precision") == precision))
+    if not same:
+        return None
+    return (f"{record.get('message', 'the engine failed its accuracy gate')} (recorded {record.get('created', '?')} "
+            f"in {path}; delete that file to try the build again)")
 
 
 def cache_key(onnx_sha256: str, env: EngineEnvironment, precision: str) -> str:
@@ -204,6 +240,8 @@ def ensure_engine(
     A present engine must match (check_engine); a missing one is built from ``onnx_path`` with
     ``builder(onnx, engine, precision)`` when ``build_if_missing``, else refused with the command
     that builds it. A mismatched engine is never silently replaced: the message says how to rebuild.
+    A build that already failed its accuracy gate here is not repeated at every start: its recorded
+    AccuracyGateError is raised at once.
     """
     if engine_path is None and onnx_path is None:
         raise EngineError("backend 'tensorrt' needs an engine file or an ONNX file to build one from")
@@ -225,6 +263,9 @@ def ensure_engine(
         raise EngineError(f"TensorRT engine {engine_path} not found{why}; build it with: "
                           + rebuild_command(onnx_path, engine_path, precision)
                           + (" or enable building on first start" if onnx_path is not None else ""))
+    rejected = recorded_rejection(engine_path, onnx_sha, env, precision)
+    if rejected:
+        raise AccuracyGateError(rejected)
     progress(f"building TensorRT engine {engine_path} from {onnx_path.name}: this takes minutes (once per machine)")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = builder(onnx_path, engine_path, precision)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from dap_ros.config import ConfigLike, resolve_config
-from dap_ros.errors import CheckpointError, ConfigError
+from dap_ros.errors import CheckpointError, ConfigError, EngineError
 from dap_ros.model import WEIGHTS_HINT, load_model
 from dap_ros.model.embedded import EMBEDDED_WARNING, embedded_model
 from dap_ros.runtime import Runner, choose_backend, compute_dtype, detect_capabilities, resolve_device
@@ -48,12 +50,16 @@ class Loaded:
     runner: Runner
     weights: Weights
     input_size: tuple[int, int]
+    fallback: str | None = None  # why ``auto`` runs something other than the TensorRT it chose
 
 
 def load_runner(spec: ModelSpec, progress: Progress | None = None) -> Loaded:
-    """Validate ``spec`` against this machine, then load; ConfigError / CheckpointError / DapError."""
-    choice = choose_backend(spec.backend, detect_capabilities(), device=spec.device, onnx=spec.onnx,
-                            engine=spec.engine)
+    """Validate ``spec`` against this machine, then load; ConfigError / CheckpointError / DapError.
+
+    ``backend: auto`` that chose TensorRT falls back (one WARN, and ``Loaded.fallback``) when the
+    engine cannot be built, loaded or fails its accuracy gate; an explicit ``tensorrt`` fails."""
+    caps = detect_capabilities()
+    choice = choose_backend(spec.backend, caps, device=spec.device, onnx=spec.onnx, engine=spec.engine)
     for reason in choice.reasons:
         LOG.info("backend %s -> %s: %s", spec.backend, choice.backend, reason)
     device = resolve_device(spec.device)
@@ -62,9 +68,41 @@ def load_runner(spec: ModelSpec, progress: Progress | None = None) -> Loaded:
     if choice.backend == "torch":
         loaded = _torch(spec, device)
     else:
-        loaded = _exported(spec, choice.backend, device, progress or LOG.info)
+        try:
+            loaded = _exported(spec, choice.backend, device, progress or LOG.info)
+        except EngineError as exc:
+            if spec.backend != "auto" or choice.backend != "tensorrt":
+                raise
+            loaded = _fall_back(spec, device, f"TensorRT {caps.tensorrt_version}: {exc}", progress or LOG.info)
     LOG.info("inference: %s", loaded.runner.describe())
     return loaded
+
+
+def fallback_spec(spec: ModelSpec, device: torch.device) -> ModelSpec | None:
+    """What ``auto`` runs when TensorRT fails: the checkpoint on torch (fp16 + CUDA graph on a GPU),
+    else the ONNX file on ONNX Runtime; None when neither was given (an engine alone)."""
+    if spec.checkpoint:
+        if device.type == "cuda":
+            return replace(spec, backend="torch", precision="fp16", cuda_graph=True, compile=False)
+        return replace(spec, backend="torch", cuda_graph=False, compile=False)
+    if spec.onnx:
+        return replace(spec, backend="onnxruntime", cuda_graph=False, compile=False)
+    return None
+
+
+def _fall_back(spec: ModelSpec, device: torch.device, why: str, progress: Progress) -> Loaded:
+    target = fallback_spec(spec, device)
+    if target is None:
+        raise EngineError(f"{why}; nothing to fall back to: give a checkpoint or an ONNX file too, or fix the engine")
+    if target.backend == "torch":
+        loaded = _torch(target, device)
+    else:
+        runner = _onnxruntime_runner(target, device, allow_tensorrt=False)
+        loaded = _exported_loaded(target, runner, Path(target.onnx))
+    note = (f"{why} -> falling back to {loaded.runner.describe()} (backend auto; set backend tensorrt to make "
+            "this an error)")
+    LOG.warning("%s", note)
+    return replace(loaded, fallback=note)
 
 
 def _torch(spec: ModelSpec, device) -> Loaded:
@@ -95,15 +133,23 @@ def _choose_weights(spec: ModelSpec) -> tuple[Weights, ConfigLike, tuple[int, in
     return Weights("embedded", str(embedded.weights)), embedded.config, embedded.input_size
 
 
+def _onnxruntime_runner(spec: ModelSpec, device, allow_tensorrt: bool = True) -> Runner:
+    from dap_ros.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(spec.onnx, device, allow_tensorrt=allow_tensorrt)
+
+
 def _exported(spec: ModelSpec, backend: str, device, progress: Progress) -> Loaded:
     """An ONNX Runtime or TensorRT runner; the weights, precision and input size are the file's."""
     if backend == "onnxruntime":
-        from dap_ros.runtime.onnxruntime_runner import OnnxRuntimeRunner
-
-        runner: Runner = OnnxRuntimeRunner(spec.onnx, device)
-        source = Path(spec.onnx)
+        runner, source = _onnxruntime_runner(spec, device), Path(spec.onnx)
     else:
         runner, source = _tensorrt(spec, device, progress)
+    return _exported_loaded(spec, runner, source)
+
+
+def _exported_loaded(spec: ModelSpec, runner: Runner, source: Path) -> Loaded:
+    """Check an exported runner's input against the requested size and batch 1."""
     shape = tuple(runner.input_shape)
     file_size = tuple(shape[2:])
     height, width = spec.input_size or file_size
@@ -113,8 +159,8 @@ def _exported(spec: ModelSpec, backend: str, device, progress: Progress) -> Load
             f"set the input size to match or re-export with --height {height} --width {width}"
         )
     if isinstance(shape[0], int) and shape[0] != 1:
-        raise ConfigError(f"{source.name} was exported for batch {shape[0]}; the predictor runs batch 1 "
-                          "(export with --batch 1, or --dynamic-batch)")
+        raise ConfigError(f"{source.name} was exported for batch {shape[0]}; the predictor runs batch 1: "
+                          "export with --batch 1 (or --dynamic-batch)")
     if runner.precision != spec.precision:
         LOG.info("precision %s comes from %s (the requested %s applies to the torch backend only)",
                  runner.precision, source.name, spec.precision)
@@ -143,4 +189,7 @@ def _tensorrt(spec: ModelSpec, device, progress: Progress) -> tuple[Runner, Path
         cache_dir=spec.engine_cache_dir,
         progress=progress,
     )
-    return TensorRTRunner(engine_path, device, sidecar.precision, cuda_graph=spec.cuda_graph), engine_path
+    try:
+        return TensorRTRunner(engine_path, device, sidecar.precision, cuda_graph=spec.cuda_graph), engine_path
+    except RuntimeError as exc:  # CUDA out of memory and the like, from torch or TensorRT
+        raise EngineError(f"TensorRT engine {engine_path.name} could not be loaded: {exc}") from exc

@@ -84,6 +84,7 @@ class DepthPredictor:
         max_range: float = DEPTH_SCALE_M,
         weights: Weights = IN_MEMORY,
         camera: Camera | None = None,
+        fallback: str | None = None,
     ) -> None:
         self.runner = runner
         self.input_size = check_input_size(input_size, runner.patch_size)
@@ -92,6 +93,7 @@ class DepthPredictor:
         self.max_range = max_range
         self.weights = weights
         self.camera = camera or Camera(CameraSpec(), runner.device)
+        self.fallback = fallback  # why backend auto runs something other than the TensorRT it chose
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, camera: CameraSpec | None = None,
@@ -105,7 +107,7 @@ class DepthPredictor:
             camera_model = Camera(camera_model.spec, loaded.runner.device)
         return cls(loaded.runner, input_size=loaded.input_size, normalization=spec.normalization,
                    mask_threshold=spec.mask_threshold, max_range=spec.max_range, weights=loaded.weights,
-                   camera=camera_model)
+                   camera=camera_model, fallback=loaded.fallback)
 
     @classmethod
     def create(cls, checkpoint: str | Path | None = None, model_config: str = "vitl", *,

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from dap_ros.errors import BackendUnavailableError
+from dap_ros.runtime.tensorrt_runner import tensorrt_version_problem
 from dap_ros.settings import BACKENDS, check, choice_problem
 
 
@@ -30,7 +31,11 @@ def detect_capabilities() -> Capabilities:
     try:
         import tensorrt
 
-        trt_version = tensorrt.__version__
+        problem = tensorrt_version_problem(tensorrt.__version__)
+        if problem:
+            notes["tensorrt"] = problem
+        else:
+            trt_version = tensorrt.__version__
     except ImportError as exc:
         notes["tensorrt"] = f"tensorrt not importable ({exc})"
     providers: tuple[str, ...] = ()

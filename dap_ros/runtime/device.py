@@ -1,6 +1,8 @@
 """Device and precision names -> torch objects, checked against what this machine has."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from dap_ros.errors import ConfigError
@@ -38,3 +40,9 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 def precision_name(dtype: torch.dtype) -> str:
     return next(name for name, value in _DTYPES.items() if value == dtype)
+
+
+def cuda_device_scope(index: int) -> contextlib.AbstractContextManager:
+    """Make CUDA device ``index`` current for the block: TensorRT builds, and deserializes engines,
+    on the current device, whatever device the caller meant."""
+    return torch.cuda.device(index)

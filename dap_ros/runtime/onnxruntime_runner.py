@@ -16,11 +16,37 @@ LOG = logging.getLogger("dap_ros")
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def default_ort_cache_dir() -> Path:
+    return Path.home() / ".cache" / "dap_ros" / "ort_trt"
+
+
+def provider_options(providers: list[str], device_id: int, cache_dir: str | Path | None = None) -> list:
+    """ONNX Runtime's ``providers`` argument. The TensorRT provider gets its engine and timing
+    caches in ``cache_dir`` (created with its parents: ORT creates only the last folder and silently
+    drops to CUDA without it), never in the working directory, which a ROS node often cannot write."""
+    chosen: list = []
+    for name in providers:
+        if name == "TensorrtExecutionProvider":
+            folder = Path(cache_dir) if cache_dir else default_ort_cache_dir()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the TensorRT provider's cache folder {folder}: {exc}") from None
+            chosen.append((name, {"device_id": device_id, "trt_engine_cache_enable": True,
+                                  "trt_engine_cache_path": str(folder), "trt_timing_cache_enable": True,
+                                  "trt_timing_cache_path": str(folder)}))
+        elif name == "CUDAExecutionProvider":
+            chosen.append((name, {"device_id": device_id}))
+        else:
+            chosen.append(name)
+    return chosen
+
+
 class OnnxRuntimeRunner:
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, device: torch.device, providers: list[str] | None = None,
-                 cache_dir: str | Path | None = None, threads: int = 0) -> None:
+                 cache_dir: str | Path | None = None, threads: int = 0, allow_tensorrt: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(onnx_path)
@@ -30,22 +56,13 @@ class OnnxRuntimeRunner:
                               "backends take the float variant: export without --uint8-input")
         available = ort.get_available_providers()
         wanted = providers or [p for p in PROVIDER_ORDER if device.type == "cuda" or p == "CPUExecutionProvider"]
+        if not allow_tensorrt:  # falling back from a TensorRT that failed: not TensorRT again through ORT
+            wanted = [p for p in wanted if p != "TensorrtExecutionProvider"]
         missing = [p for p in wanted if p not in available]
         if providers and missing:
             raise BackendUnavailableError(f"onnxruntime execution provider(s) {', '.join(missing)} not available "
                                           f"(this onnxruntime has {', '.join(available)})")
-        chosen: list = []
-        for p in wanted:
-            if p not in available:
-                continue
-            if p == "TensorrtExecutionProvider":
-                folder = str(cache_dir or Path.home() / ".cache" / "dap_ros" / "ort_trt")
-                chosen.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": folder,
-                                   "trt_timing_cache_enable": True, "device_id": device.index or 0}))
-            elif p == "CUDAExecutionProvider":
-                chosen.append((p, {"device_id": device.index or 0}))
-            else:
-                chosen.append(p)
+        chosen = provider_options([p for p in wanted if p in available], device.index or 0, cache_dir)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # No busy-waiting between runs: in a node the CPU is shared with ROS, pre/post-processing.
