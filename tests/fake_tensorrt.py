@@ -17,10 +17,17 @@ API), return values included, and records them:
 The plan is JSON; nothing is computed. ``FakeTensorRT.module`` is what ``import tensorrt`` returns
 once installed in ``sys.modules``. ``current_device`` is the CUDA device a caller made current
 (tests set it from a patched device scope); every recorded call notes it.
+
+:func:`install` puts it in place together with the two seams where dap_ros needs a GPU (the CUDA
+device scope, and running a built engine on the reference input: replaced by the ONNX graph on
+ONNX Runtime with a chosen depth error); :func:`pretend_gpu` makes backend selection see a CUDA
+machine with this TensorRT.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import types
 import weakref
 from dataclasses import dataclass, field
@@ -317,3 +324,62 @@ def _module(state: FakeTensorRT) -> types.ModuleType:  # noqa: C901 - one namesp
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
+
+
+class FakeGate:
+    """``trt_build.run_on_reference`` without a GPU: the graph ``onnx`` on ONNX Runtime with the
+    depth off by ``error``, noting which builder-side objects were still alive at that moment."""
+
+    def __init__(self, fake: FakeTensorRT) -> None:
+        self.fake, self.onnx, self.error, self.alive_at_load = fake, None, 0.0, []
+
+    def __call__(self, plan_path, reference_input, device_index, precision):
+        from dap_ros.deploy.onnx_export import run_onnxruntime
+
+        self.alive_at_load.append(sorted(type(o).__name__ for o in self.fake.alive))
+        out = run_onnxruntime(self.onnx, reference_input)
+        return {"pred_depth": out["pred_depth"] * (1 + self.error), "pred_mask": out["pred_mask"]}
+
+
+def install(monkeypatch: Any, version: str = "10.3.0") -> FakeTensorRT:
+    """The fake as ``tensorrt``, the device scope recorded, the gate run by :class:`FakeGate`
+    (``state.gate``); ``state.environments`` lists the device indices the environment was read for."""
+    from dap_ros.deploy import engine_cache, trt_build
+    from dap_ros.deploy.engine_cache import EngineEnvironment
+
+    state = FakeTensorRT(version=version)
+    monkeypatch.setitem(sys.modules, "tensorrt", state.module)
+    state.environments = []
+
+    def environment(index: int = 0) -> EngineEnvironment:
+        state.environments.append(index)
+        return EngineEnvironment(state.version, state.gpu, "8.7")
+
+    @contextlib.contextmanager
+    def device_scope(index: int):
+        saved, state.current_device = state.current_device, index
+        try:
+            yield
+        finally:
+            state.current_device = saved
+
+    monkeypatch.setattr(trt_build, "detect_environment", environment)
+    monkeypatch.setattr(engine_cache, "detect_environment", environment)
+    monkeypatch.setattr(trt_build, "cuda_device_scope", device_scope)
+    state.gate = FakeGate(state)
+    monkeypatch.setattr(trt_build, "run_on_reference", state.gate)
+    return state
+
+
+def pretend_gpu(monkeypatch: Any, state: FakeTensorRT) -> FakeTensorRT:
+    """Backend selection sees CUDA and this TensorRT; 'auto' and 'cuda' devices resolve to cuda:0
+    (runners that cannot use it, ONNX Runtime here, say so and run on the CPU)."""
+    import torch
+
+    from dap_ros.pipeline import loading
+    from dap_ros.runtime import Capabilities
+
+    caps = Capabilities(cuda=True, tensorrt_version=state.version, ort_providers=("CPUExecutionProvider",))
+    monkeypatch.setattr(loading, "detect_capabilities", lambda: caps)
+    monkeypatch.setattr(loading, "resolve_device", lambda name: torch.device("cuda", 0))
+    return state

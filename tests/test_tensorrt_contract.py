@@ -8,7 +8,6 @@ optimization profile, timing caches, the accuracy gate and its record, engine I/
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
@@ -16,16 +15,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-from fake_tensorrt import FakeTensorRT
+from fake_tensorrt import FakeTensorRT, install, pretend_gpu
 
 from dap_ros.cli.main import main as cli_main
-from dap_ros.deploy import engine_cache, trt_build
-from dap_ros.deploy.engine_cache import EngineEnvironment, EngineSidecar, rejection_path, sidecar_path
-from dap_ros.deploy.onnx_export import export_onnx, run_onnxruntime
+from dap_ros.deploy import trt_build
+from dap_ros.deploy.engine_cache import EngineSidecar, rejection_path, sidecar_path
+from dap_ros.deploy.onnx_export import export_onnx
 from dap_ros.errors import AccuracyGateError, BackendUnavailableError, EngineError
 from dap_ros.model import load_model
 from dap_ros.pipeline import DepthPredictor, loading
-from dap_ros.runtime import Capabilities, detect_capabilities
+from dap_ros.runtime import detect_capabilities
 from dap_ros.runtime.onnxruntime_runner import provider_options
 from dap_ros.runtime.tensorrt_runner import EngineBuffers, capture_or_none, import_tensorrt
 from dap_ros.settings import ModelSpec
@@ -50,44 +49,9 @@ def graphs(tmp_path_factory):
     }
 
 
-class FakeGate:
-    """``run_on_reference`` without a GPU: the graph on ONNX Runtime, depth off by ``error``, and a
-    note of which TensorRT builder objects were still alive when the engine would be loaded."""
-
-    def __init__(self, fake: FakeTensorRT) -> None:
-        self.fake, self.onnx, self.error, self.alive_at_load = fake, None, 0.0, []
-
-    def __call__(self, plan_path, reference_input, device_index, precision):
-        self.alive_at_load.append(sorted(type(o).__name__ for o in self.fake.alive))
-        out = run_onnxruntime(self.onnx, reference_input)
-        return {"pred_depth": out["pred_depth"] * (1 + self.error), "pred_mask": out["pred_mask"]}
-
-
 @pytest.fixture()
 def fake(monkeypatch):
-    state = FakeTensorRT()
-    monkeypatch.setitem(sys.modules, "tensorrt", state.module)
-    environments = []
-
-    def environment(index: int = 0) -> EngineEnvironment:
-        environments.append(index)
-        return EngineEnvironment(state.version, state.gpu, "8.7")
-
-    @contextlib.contextmanager
-    def device_scope(index: int):
-        saved, state.current_device = state.current_device, index
-        try:
-            yield
-        finally:
-            state.current_device = saved
-
-    monkeypatch.setattr(trt_build, "detect_environment", environment)
-    monkeypatch.setattr(engine_cache, "detect_environment", environment)
-    monkeypatch.setattr(trt_build, "cuda_device_scope", device_scope)
-    gate = FakeGate(state)
-    monkeypatch.setattr(trt_build, "run_on_reference", gate)
-    state.gate, state.environments = gate, environments
-    return state
+    return install(monkeypatch)
 
 
 def build(fake, onnx, engine, **kwargs):
@@ -267,11 +231,7 @@ def test_ort_runner_leaves_out_tensorrt_when_falling_back(monkeypatch, graphs, t
 
 @pytest.fixture()
 def gpu_machine(fake, monkeypatch):
-    """This CPU machine as backend selection would see a CUDA machine with TensorRT 10.3."""
-    caps = Capabilities(cuda=True, tensorrt_version=fake.version, ort_providers=("CPUExecutionProvider",))
-    monkeypatch.setattr(loading, "detect_capabilities", lambda: caps)
-    monkeypatch.setattr(loading, "resolve_device", lambda name: torch.device("cuda", 0))
-    return fake
+    return pretend_gpu(monkeypatch, fake)
 
 
 def test_auto_falls_back_when_the_engine_fails_its_gate(gpu_machine, graphs, tmp_path, caplog):

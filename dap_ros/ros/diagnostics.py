@@ -148,9 +148,11 @@ def _percentile_ms(values: Iterable[float], q: float) -> float:
 
 
 def level_and_message(
-    snap: Snapshot, *, active: bool, started_sec_ago: float, stale_input_sec: float, error_after: int
+    snap: Snapshot, *, active: bool, started_sec_ago: float, stale_input_sec: float, error_after: int,
+    fallback: str | None = None,
 ) -> tuple[bytes, str]:
-    """Overall status: ERROR after repeated failures, WARN without input for a while, else OK."""
+    """Overall status: ERROR after repeated failures, WARN without input for a while or when running
+    on a fallback backend (``fallback``: why), else OK."""
     if snap.consecutive_failures >= error_after:
         return ERROR, f"{snap.consecutive_failures} consecutive frames failed; last: {snap.last_error}"
     if not active:
@@ -158,6 +160,8 @@ def level_and_message(
     silent = snap.since_input_sec if snap.since_input_sec is not None else started_sec_ago
     if silent >= stale_input_sec:
         return WARN, f"no input image for {silent:.1f} s (check the remapping of 'image' and the QoS)"
+    if fallback:
+        return WARN, f"running at {snap.output_rate:.1f} Hz on a fallback backend (see 'backend fallback')"
     return OK, f"running at {snap.output_rate:.1f} Hz"
 
 

@@ -39,6 +39,7 @@ from dap_ros.ros import params as prm
 from dap_ros.ros.cdr_publish import CdrPublisher
 from dap_ros.ros.decoding import InputRejected, compressed_to_rgb, image_to_rgb
 from dap_ros.ros.inputs import ImuTilt, LensPairer, stamp_ns, tilt_degrees
+from dap_ros.ros.log_bridge import library_log_to
 from dap_ros.ros.memory import tune_malloc_for_large_frames
 from dap_ros.ros.outputs import MSG_TYPES, OUTPUTS, TOPICS, FrameOutputs, OutputBuilder, enabled_outputs
 from dap_ros.ros.point_cloud import point_kernel
@@ -149,7 +150,8 @@ class DepthNode(LifecycleNode):
             self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         try:
             p = prm.NodeParams.from_values(prm.read(self))
-            predictor = create_predictor(p, self.get_logger(), progress=self._report_startup_progress)
+            with library_log_to(self.get_logger()):
+                predictor = create_predictor(p, self.get_logger(), progress=self._report_startup_progress)
         except DapError as exc:
             self.startup_error = exc
             self.exit_code = EXIT_CHECKPOINT if isinstance(exc, CheckpointError) else EXIT_PARAMETERS
@@ -473,6 +475,7 @@ class DepthNode(LifecycleNode):
             started_sec_ago=now - (self._active_since or now),
             stale_input_sec=p.diagnostics_stale_input_sec,
             error_after=p.diagnostics_error_after_failures,
+            fallback=predictor.fallback,
         )
         info = {
             "state": "active" if active else "inactive",
@@ -488,6 +491,8 @@ class DepthNode(LifecycleNode):
             "model file": predictor.weights.describe(),
             "network input": "x".join(str(v) for v in predictor.input_size),
         }
+        if predictor.fallback:
+            info["backend fallback"] = predictor.fallback
         array = diag.diagnostic_array(
             self.get_clock().now().to_msg(),
             f"{self.get_fully_qualified_name()}: depth",
