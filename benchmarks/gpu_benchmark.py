@@ -9,9 +9,17 @@ range mask in host memory (DepthPredictor: upload, resize/normalize, network, me
 Variants: the official-equivalent eager fp16 forward (network .half(), no graphs; forward alone, the
 35.2 ms anchor of docs/benchmarks.md, and end-to-end), our torch fp16 end-to-end, fp16 + CUDA graph,
 the mixed-precision recipe of the TensorRT export (fp32 LayerNorm/softmax/RoPE/residuals) + CUDA graph,
-and (opt-in, --compile, in a subprocess with a time cap) torch.compile + CUDA graph. Accuracy of each
-against fp32 (median relative depth error over valid pixels, mask agreement, NaN count) on random
-input and on an image. Prints a markdown table; writes JSON to $OUT/gpu_benchmark.json if $OUT is set.
+the same with the DPT heads in fp32 (export-onnx --fp16 --fp32-heads), the fallback that backend
+auto loads when TensorRT fails (pipeline.loading.load_fallback, from a checkpoint of the same random
+weights), and (opt-in, --compile, in a subprocess with a time cap) torch.compile + CUDA graph.
+Accuracy of each against fp32 (median relative depth error over valid pixels, mask agreement, NaN
+count) on random input and on an image.
+
+Where TensorRT imports (not on the lent machines), it also exports fp32, fp16 and fp16+fp32-heads
+graphs at --trt-height x --trt-width, builds an engine from each behind the accuracy gate, prints
+every gate's numbers (refusals included), times the engines that pass, and starts backend auto
+on an engine that cannot be used to time the real fallback. Prints markdown tables; writes JSON to
+$OUT/gpu_benchmark.json if $OUT is set.
 
     python benchmarks/gpu_benchmark.py                      # on the GPU machine
     python benchmarks/gpu_benchmark.py --device cpu --config tiny --height 64 --width 128 --iters 2
@@ -25,6 +33,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -35,11 +44,14 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dap_ros.deploy.accuracy import compare_outputs  # noqa: E402
+from dap_ros.deploy.accuracy import compare_outputs, summary  # noqa: E402
 from dap_ros.deploy.mixed_precision import mixed_precision_copy  # noqa: E402
+from dap_ros.errors import DapError  # noqa: E402
 from dap_ros.model import load_model  # noqa: E402
 from dap_ros.pipeline import DepthPredictor, Preprocessor  # noqa: E402
+from dap_ros.pipeline.loading import load_fallback  # noqa: E402
 from dap_ros.runtime.torch_runner import TorchRunner  # noqa: E402
+from dap_ros.settings import ModelSpec  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -119,7 +131,7 @@ def run_variant(name, make_runner, args, device, size, frames, reference, result
         sync(device)
         startup = time.perf_counter() - t0
         row = {"variant": name, "startup_s": startup, **time_e2e(predictor, frames["random"], args.iters, args.warmup)}
-        for key, frame in frames.items():
+        for key, frame in frames.items() if reference is not None else ():
             metrics = compare_outputs(network_outputs(runner, frame, size, device, runner.input_dtype), reference[key])
             row[f"accuracy_{key}"] = metrics
         row["peak_gpu_gib"] = peak_gib(device)
@@ -129,6 +141,52 @@ def run_variant(name, make_runner, args, device, size, frames, reference, result
     print(f"  {name}: " + (f"e2e p50 {row['end_to_end']['p50_ms']:.2f} ms" if "error" not in row else row["error"]),
           flush=True)
     gc.collect()
+
+
+def tensorrt_variants(args, model32, device, workdir: Path, checkpoint: Path, frames, results) -> list[dict]:
+    """Export, build behind the gate, time; returns one gate row per engine (empty without TensorRT)."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        print(f"  TensorRT not importable ({exc}): engine variants and the real fallback skipped", flush=True)
+        return []
+    from dap_ros.deploy.onnx_export import export_onnx
+    from dap_ros.deploy.trt_build import build_engine
+
+    size = (args.trt_height, args.trt_width)
+    gates = []
+    cpu_model = model32.float().cpu()
+    for name, options in (("fp32", {}), ("fp16", {"precision": "fp16"}),
+                          ("fp16 + fp32 heads", {"precision": "fp16", "fp32_heads": True})):
+        onnx = workdir / f"dap_{name.replace(' ', '').replace('+', '_')}.onnx"
+        row = {"engine": name, "tensorrt": tensorrt.__version__, "size": list(size)}
+        try:
+            t0 = time.perf_counter()
+            export_onnx(cpu_model, onnx, height=size[0], width=size[1], log=lambda m: None, **options)
+            row["export_s"] = time.perf_counter() - t0
+            engine = onnx.with_suffix(".engine")
+            sidecar = build_engine(onnx, engine, workspace_gb=4.0, device_index=device.index or 0,
+                                   timing_cache=workdir / "timing.cache", log=lambda m: None)
+            row.update(build_s=sidecar.build_seconds, gate="passed", metrics=sidecar.accuracy)
+            spec = ModelSpec(backend="tensorrt", device=str(device), engine=str(engine), onnx=str(onnx),
+                             cuda_graph=True, input_size=size)
+            run_variant(f"TensorRT {name} engine + CUDA graph ({size[0]}x{size[1]})",
+                        lambda spec=spec: DepthPredictor.from_spec(spec).runner, args, device, size,
+                        {"random": frames["random"]}, None, results)
+        except DapError as exc:
+            row.update(gate="REFUSED" if "NOT written" in str(exc) else "error", message=str(exc))
+        gates.append(row)
+        print(f"  gate {name}: {row['gate']} " + (summary(row["metrics"]) if "metrics" in row else
+                                                   row.get("message", "")), flush=True)
+    # The real fallback: auto with an engine whose sidecar no longer matches (as after a TensorRT upgrade).
+    broken = workdir / "stale.engine"
+    broken.write_bytes(b"stale")
+    Path(str(broken) + ".json").write_text("{}")
+    spec = ModelSpec(backend="auto", device=str(device), engine=str(broken), checkpoint=str(checkpoint),
+                     model_config=args.config, input_size=(args.height, args.width))
+    run_variant("backend auto, unusable engine -> fallback", lambda: DepthPredictor.from_spec(spec).runner, args,
+                device, (args.height, args.width), frames, None, results)
+    return gates
 
 
 def main() -> int:
@@ -143,6 +201,8 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also torch.compile (subprocess, time-capped)")
     parser.add_argument("--compile-timeout", type=float, default=240.0)
     parser.add_argument("--only-compile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trt-height", type=int, default=256, help="engine variants' input height (TensorRT only)")
+    parser.add_argument("--trt-width", type=int, default=512, help="engine variants' input width (TensorRT only)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -193,10 +253,24 @@ def main() -> int:
         run_variant("torch fp16 + CUDA graph", partial(TorchRunner, model16, device, half, cuda_graph=True),
                     args, device, size, frames, reference, results)
     del model16
-    run_variant("mixed-precision recipe (fp32 islands)" + (" + CUDA graph" if device.type == "cuda" else ""),
+    graph = " + CUDA graph" if device.type == "cuda" else ""
+    run_variant("mixed-precision recipe (fp32 islands)" + graph,
                 partial(TorchRunner, mixed_precision_copy(model32), device, torch.float32,
                         cuda_graph=device.type == "cuda"),
                 args, device, size, frames, reference, results)
+    run_variant("mixed-precision recipe, DPT heads fp32 (--fp32-heads)" + graph,
+                partial(TorchRunner, mixed_precision_copy(model32, fp32_heads=True), device, torch.float32,
+                        cuda_graph=device.type == "cuda"),
+                args, device, size, frames, reference, results)
+    workdir = Path(tempfile.mkdtemp(prefix="gpu_benchmark_"))
+    checkpoint = workdir / "random_weights.pth"
+    torch.save(model32.state_dict(), checkpoint)
+    fallback_spec = ModelSpec(backend="auto", device=str(device), checkpoint=str(checkpoint),
+                              model_config=args.config, input_size=size)
+    run_variant("backend auto's fallback when TensorRT fails (load_fallback)",
+                lambda: load_fallback(fallback_spec, device, "TensorRT: (benchmark) engine refused").runner,
+                args, device, size, frames, reference, results)
+    gates = tensorrt_variants(args, model32, device, workdir, checkpoint, frames, results)
     if args.compile:
         cmd = [sys.executable, __file__, "--only-compile", "--device", args.device, "--config", args.config,
                "--height", str(args.height), "--width", str(args.width), "--iters", str(args.iters),
@@ -230,8 +304,16 @@ def main() -> int:
         "config": args.config, "size": list(size), "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "torch": torch.__version__, "cuda": torch.version.cuda, "model_build_s": build_s,
-        "total_s": time.perf_counter() - started, "results": results,
+        "total_s": time.perf_counter() - started, "results": results, "tensorrt_gates": gates,
     }
+    if gates:
+        print("\n| engine | TensorRT | gate | median rel depth | mask agreement | max abs depth | build s |")
+        print("|---|---|---|---:|---:|---:|---:|")
+        for g in gates:
+            m = g.get("metrics", {})
+            print(f"| {g['engine']} | {g['tensorrt']} | {g['gate']} | {m.get('depth_median_rel', float('nan')):.2e} | "
+                  f"{m.get('mask_agreement', float('nan')):.4f} | {m.get('pred_depth_max_abs', float('nan')):.2e} | "
+                  f"{g.get('build_s', float('nan')):.0f} |")
     out = os.environ.get("OUT")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

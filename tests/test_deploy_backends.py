@@ -167,3 +167,8 @@ def test_gpu_benchmark_script_runs_on_cpu(tmp_path):
     rows = {r["variant"]: r for r in report["results"]}
     mixed = next(r for name, r in rows.items() if name.startswith("mixed-precision"))
     assert mixed["accuracy_random"]["depth_median_rel"] < 1e-2 and not mixed["nan_in_output"]
+    heads = next(r for name, r in rows.items() if "--fp32-heads" in name)
+    assert heads["accuracy_random"]["depth_median_rel"] < 1e-2 and not heads["nan_in_output"]
+    fallback = next(r for name, r in rows.items() if "fallback" in name)
+    assert fallback["accuracy_random"]["depth_median_rel"] == 0.0  # the same weights, loaded from a checkpoint
+    assert "TensorRT not importable" in done.stdout and report["tensorrt_gates"] == []

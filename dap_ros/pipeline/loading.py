@@ -73,7 +73,7 @@ def load_runner(spec: ModelSpec, progress: Progress | None = None) -> Loaded:
         except EngineError as exc:
             if spec.backend != "auto" or choice.backend != "tensorrt":
                 raise
-            loaded = _fall_back(spec, device, f"TensorRT {caps.tensorrt_version}: {exc}", progress or LOG.info)
+            loaded = load_fallback(spec, device, f"TensorRT {caps.tensorrt_version}: {exc}")
     LOG.info("inference: %s", loaded.runner.describe())
     return loaded
 
@@ -90,7 +90,8 @@ def fallback_spec(spec: ModelSpec, device: torch.device) -> ModelSpec | None:
     return None
 
 
-def _fall_back(spec: ModelSpec, device: torch.device, why: str, progress: Progress) -> Loaded:
+def load_fallback(spec: ModelSpec, device: torch.device, why: str) -> Loaded:
+    """Load what ``auto`` runs instead of TensorRT (``why``: the TensorRT failure), with one WARN."""
     target = fallback_spec(spec, device)
     if target is None:
         raise EngineError(f"{why}; nothing to fall back to: give a checkpoint or an ONNX file too, or fix the engine")
