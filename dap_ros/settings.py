@@ -19,6 +19,11 @@ DEPTH_SCALE_M = 100.0  # the network's pred_depth 1.0 is 100 m: its whole range 
 DEFAULT_INPUT_SIZE = (512, 1024)  # what the released DAP model was trained at (height, width)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the input normalization DAP was trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Size limits, each defined once. The network: 2048x4096 is 4x the trained width and ~43k ViT
+# tokens already; larger inputs only exhaust memory (an export at 100000x200000 grew to 24 GB).
+MAX_NETWORK_WIDTH = 4096
+# Camera frames (the node's max_input_width): a 16K panorama is 400 MB of RGB, beyond any camera.
+MAX_FRAME_WIDTH = 16384
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -51,11 +56,18 @@ def max_range_problem(value: float) -> str | None:
     return None if 0.0 < value <= DEPTH_SCALE_M else f"must lie in (0, {DEPTH_SCALE_M:g}] metres"
 
 
+def network_size_problem(height: int, width: int) -> str | None:
+    """The one bound on the network input size (node, command line, ONNX export)."""
+    if height <= MAX_NETWORK_WIDTH // 2 and width <= MAX_NETWORK_WIDTH:
+        return None
+    return f"must be at most {MAX_NETWORK_WIDTH // 2}x{MAX_NETWORK_WIDTH} (height x width)"
+
+
 def input_size_problem(size: tuple[int, int], patch_size: int) -> str | None:
     height, width = size
-    if height > 0 and width == 2 * height and height % patch_size == 0:
-        return None
-    return f"must be 2:1 with both sides multiples of {patch_size} (e.g. 512x1024 or 256x512)"
+    if not (height > 0 and width == 2 * height and height % patch_size == 0):
+        return f"must be 2:1 with both sides multiples of {patch_size} (e.g. 512x1024 or 256x512)"
+    return network_size_problem(height, width)
 
 
 def box_problem(box_min: Any, box_max: Any) -> str | None:

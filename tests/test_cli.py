@@ -111,6 +111,11 @@ def test_real_checkpoint_through_the_cli(reference_dir, tmp_path):
         (["infer", "missing.png", *TINY], "no such image file"),
         (["infer", "x.png", "--ply-stride", "0", *TINY], "--ply-stride"),
         (["infer", "x.png", "--model-config", "vitq", "--random-weights"], "unknown model config"),
+        # one network size limit (dap_ros.settings.MAX_NETWORK_WIDTH) for every command
+        (["infer", "x.png", "--model-config", "tiny", "--random-weights", "--input-size", "4096x8192"],
+         "network input size must be at most 2048x4096"),
+        (["export-onnx", "--model-config", "tiny", "--random-weights", "-o", "x.onnx", "--input-size",
+          "100000x200000"], "input size must be at most 2048x4096 (height x width), got 100000x200000"),
     ],
 )
 def test_argument_errors(tmp_path, monkeypatch, capsys, argv, message):

@@ -147,6 +147,16 @@ def test_checkpoint_with_non_tensors_is_refused(tmp_path):
         read_state_dict(path)
 
 
+def test_checkpoint_with_python_objects_is_refused_without_suggesting_to_unpickle_them(tmp_path):
+    import argparse
+
+    path = tmp_path / "objects.pth"
+    torch.save({"args": argparse.Namespace(lr=1), "model": {"w": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match="can run arbitrary code") as info:
+        read_state_dict(path)
+    assert "weights_only=False" not in str(info.value) and "\n" not in str(info.value)
+
+
 def test_safetensors_checkpoint(parity, official_state, tmp_path):
     from safetensors.torch import save_file
 
@@ -155,6 +165,20 @@ def test_safetensors_checkpoint(parity, official_state, tmp_path):
     unique = {k: v.contiguous() for k, v in official_state.items() if not k.startswith("core.pretrained.blocks.")}
     save_file(unique, str(path))
     assert max(_max_diffs(load_model(path, folder / "config.json"), io).values()) < TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.bool, torch.complex64])
+def test_safetensors_tensor_of_a_non_float_dtype_is_refused(parity, official_state, tmp_path, dtype):
+    from safetensors.torch import save_file
+
+    folder, _ = parity
+    key = "core.depth_head.scratch.output_conv1.bias"  # right shape, wrong dtype: once cast silently
+    state = {k: v.contiguous() for k, v in official_state.items() if not k.startswith("core.pretrained.blocks.")}
+    state[key] = state[key].to(dtype)
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(CheckpointError, match=rf"not floating point.*depth_head\.output_conv1\.bias \({dtype}\)"):
+        load_model(path, folder / "config.json")
 
 
 def test_vitl_preset_matches_the_released_layout(reference_dir, tmp_path):

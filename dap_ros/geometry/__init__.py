@@ -11,7 +11,7 @@ from dap_ros.geometry.erp import (
     ray_directions,
     ray_directions_torch,
 )
-from dap_ros.geometry.scan import LaserScanSpec, laser_scan, scan_angles
+from dap_ros.geometry.scan import MAX_BEAMS_PER_COLUMN, LaserScanSpec, laser_scan, scan_angles
 
 __all__ = [
     "as_range_image",
@@ -21,6 +21,7 @@ __all__ = [
     "ray_directions_torch",
     "range_to_points",
     "colored_points",
+    "MAX_BEAMS_PER_COLUMN",
     "LaserScanSpec",
     "laser_scan",
     "scan_angles",

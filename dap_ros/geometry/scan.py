@@ -23,7 +23,11 @@ import numpy as np
 from dap_ros.geometry.erp import as_range_image, azimuth_elevation
 from dap_ros.settings import DEPTH_SCALE_M
 
-__all__ = ["LaserScanSpec", "laser_scan", "scan_angles"]
+__all__ = ["MAX_BEAMS_PER_COLUMN", "LaserScanSpec", "laser_scan", "scan_angles"]
+
+# The most beams per image column a caller should ask for (the node's limit on its increment):
+# beyond a few per column, beams repeat their nearest column and resolve nothing new.
+MAX_BEAMS_PER_COLUMN = 4
 
 # Sort keys above every valid horizontal range: min() over a beam then yields a valid range if
 # there is one, else FAR if any pixel is far, else NEAR if any is near, else NONE.
@@ -99,6 +103,16 @@ class _ScanPlan:
     starts: np.ndarray  # start of each beam's group in `columns` (num_beams,)
 
 
+def _nearest_columns(yaw: np.ndarray, width: int, azimuth_offset_rad: float) -> np.ndarray:
+    """Index of the column whose centre is angularly nearest to each body-frame ``yaw`` (rad).
+
+    Inverts the ERP azimuth (column centres are evenly spaced), so the cost is O(len(yaw)), not
+    O(len(yaw) x width) as a search over the columns would be.
+    """
+    u = (math.pi + azimuth_offset_rad - yaw) * (width / (2.0 * math.pi)) - 0.5
+    return np.mod(np.rint(u), width).astype(np.int64)
+
+
 @lru_cache(maxsize=32)
 def _plan(height: int, width: int, spec: LaserScanSpec, azimuth_offset_rad: float) -> _ScanPlan:
     azimuth, elevation = azimuth_elevation(height, width)
@@ -123,11 +137,8 @@ def _plan(height: int, width: int, spec: LaserScanSpec, azimuth_offset_rad: floa
     col_beam = beam
     col_idx = np.arange(width)
     if empty.size:  # give each empty beam the column whose centre is angularly nearest
-        beam_az = -math.pi + empty * inc
-        diff = np.abs(np.angle(np.exp(1j * (body_az[None, :] - beam_az[:, None]))))
-        nearest = np.argmin(diff, axis=1)
         col_beam = np.concatenate([beam, empty])
-        col_idx = np.concatenate([col_idx, nearest])
+        col_idx = np.concatenate([col_idx, _nearest_columns(-math.pi + empty * inc, width, azimuth_offset_rad)])
     keep = col_beam >= 0
     col_beam, col_idx = col_beam[keep], col_idx[keep]
     order = np.argsort(col_beam, kind="stable")

@@ -7,11 +7,12 @@ from dap_ros.io.depth_files import (
     save_range_png_mm,
 )
 from dap_ros.io.exr import read_exr_depth
-from dap_ros.io.images import check_equirectangular, load_rgb
+from dap_ros.io.images import check_equirectangular, load_rgb, pil_to_rgb
 from dap_ros.io.ply import read_ply, write_ply
 
 __all__ = [
     "load_rgb",
+    "pil_to_rgb",
     "check_equirectangular",
     "read_exr_depth",
     "save_range_npy",

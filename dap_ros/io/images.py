@@ -8,22 +8,26 @@ import numpy as np
 
 from dap_ros.errors import ImageError
 
-__all__ = ["load_rgb", "check_equirectangular"]
+__all__ = ["load_rgb", "pil_to_rgb", "check_equirectangular"]
 
 FORCE_TOLERANCE = 0.10  # relative deviation from 2:1 accepted with force=True
 
 
-def _to_rgb_array(image) -> np.ndarray:
-    """Convert an opened Pillow image (any common mode) to (H, W, 3) uint8 RGB; alpha is dropped."""
+def pil_to_rgb(image) -> np.ndarray:
+    """Convert a loaded Pillow image (any common mode) to (H, W, 3) uint8 RGB; alpha is dropped.
+    The one conversion of files (CLI) and compressed camera frames (node)."""
     mode = image.mode
     if mode == "RGB":
         return np.asarray(image, dtype=np.uint8)
-    if mode.startswith("I;16") or mode in ("I", "F"):
+    if mode.startswith("I;16") or mode == "I":  # 16-bit (or 32-bit int holding 16-bit) grayscale
+        # 0..65535 -> 0..255 rounded (65535 = 255 x 257), in integers: no float copies of the frame
+        gray = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+        gray += 128
+        gray //= 257
+        return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
+    if mode == "F":  # float images: [0, 1] if they fit, else already 0..255
         values = np.asarray(image).astype(np.float64)
-        if mode == "F":  # float images: [0, 1] if they fit, else already 0..255
-            scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
-        else:  # 16-bit (or 32-bit int holding 16-bit) grayscale: 0..65535 -> 0..255
-            scale = 255.0 / 65535.0
+        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
         gray = np.clip(np.rint(np.nan_to_num(values * scale)), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if mode in ("P", "PA"):  # palettes may carry transparency: go through RGBA, then drop it
@@ -57,11 +61,13 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
             image.load()
             if image.width == 0 or image.height == 0:
                 raise ImageError(f"image has zero size ({image.width}x{image.height}): {p}")
-            rgb = _to_rgb_array(image)
+            rgb = pil_to_rgb(image)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image (unknown format): {p}") from None
+    except Image.DecompressionBombError as exc:  # a header claiming billions of pixels: refused before decoding
+        raise ImageError(f"image {p} is too large to read: {str(exc).splitlines()[0]}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"cannot read image {p}: {detail}") from None

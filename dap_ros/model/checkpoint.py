@@ -6,6 +6,7 @@ untrained network. Here every missing, unexpected or mis-shaped tensor is an err
 """
 from __future__ import annotations
 
+import pickle
 import re
 import zipfile
 from collections.abc import Mapping
@@ -65,6 +66,12 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     else:
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        except pickle.UnpicklingError:  # torch suggests weights_only=False: never for a file of unknown origin
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects besides tensors, which are not loaded (unpickling them can "
+                "run arbitrary code); re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as "
+                ".safetensors"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - torch raises many types here: truncated zip, pickle refused, ...
             detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise CheckpointError(
@@ -144,6 +151,13 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, Tensor], sourc
             f"{source} does not fit {_describe_module(module)}; the file looks like "
             f"{describe_architecture(state)}. " + "; ".join(parts) + f". {hint}"
         )
+    # copy_ would cast int32 / bool / complex silently (complex drops its imaginary part)
+    not_float = sorted(f"{k} ({state[k].dtype})" for k in state
+                       if expected[k].is_floating_point() and not state[k].is_floating_point())
+    if not_float:
+        shown = ", ".join(not_float[:5]) + (f", ... ({len(not_float)} in all)" if len(not_float) > 5 else "")
+        raise CheckpointError(f"{source} has tensors that are not floating point, where the model has weights: "
+                              f"{shown}; the file is damaged or not DAP weights")
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{source} contains NaN or Inf values in {len(bad)} tensors, e.g. {bad[0]}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from dap_ros import settings
 from dap_ros.errors import ConfigError
-from dap_ros.geometry import LaserScanSpec
+from dap_ros.geometry import MAX_BEAMS_PER_COLUMN, LaserScanSpec
 from dap_ros.settings import (
     BACKENDS,
     DEPTH_SCALE_M,
@@ -371,8 +371,11 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
     elif v["input_width"] != 2 * v["input_height"]:
         for name in ("input_height", "input_width"):
             bad(name, f"input_width must be 2 x input_height (ERP 2:1; {v['input_height']}x{v['input_width']})", True)
-    if v["max_input_width"] < 16:
-        bad("max_input_width", "must be >= 16 pixels")
+    elif problem := settings.network_size_problem(v["input_height"], v["input_width"]):
+        for name in ("input_height", "input_width"):
+            bad(name, f"the network input {problem}", True)
+    if not 16 <= v["max_input_width"] <= settings.MAX_FRAME_WIDTH:
+        bad("max_input_width", f"must lie in [16, {settings.MAX_FRAME_WIDTH}] pixels")
     for name in ("qos.input.depth", "qos.output.depth"):
         if not 1 <= v[name] <= 1000:
             bad(name, "must lie in [1, 1000]")
@@ -389,6 +392,9 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
             bad(name, f"need -90 <= scan.elevation_min_deg < scan.elevation_max_deg <= 90 ([{lo}, {hi}])", True)
     if not 0.0 < v["scan.angle_increment_deg"] <= 45.0:
         bad("scan.angle_increment_deg", "must lie in (0, 45] degrees")
+    elif problem := _scan_beams_problem(v["scan.angle_increment_deg"], v["max_input_width"]):
+        for name in ("scan.angle_increment_deg", "max_input_width"):
+            bad(name, problem, True)
     if v["scan.range_min"] < 0.0:
         bad("scan.range_min", "must be >= 0 m")
     if v["scan.range_max"] <= v["scan.range_min"] or v["scan.range_max"] > 1e6:
@@ -410,13 +416,25 @@ def check_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[
         if problem:
             for name in ("self_filter.box_min", "self_filter.box_max"):
                 bad(name, f"the body box {problem} (or both [0, 0, 0]: no box)", True)
-    if v["diagnostics.period_sec"] <= 0.0:
-        bad("diagnostics.period_sec", "must be > 0 s")
+    if not 0.0 < v["diagnostics.period_sec"] <= 3600.0:  # rclpy timers overflow near 9e9 s; an hour is plenty
+        bad("diagnostics.period_sec", "must lie in (0, 3600] s")
     if v["diagnostics.stale_input_sec"] <= 0.0:
         bad("diagnostics.stale_input_sec", "must be > 0 s")
     if v["diagnostics.error_after_failures"] < 1:
         bad("diagnostics.error_after_failures", "must be >= 1")
     return typed, problems
+
+
+def _scan_beams_problem(increment_deg: float, max_input_width: int) -> str | None:
+    """Beams finer than a quarter column of the widest accepted panorama resolve nothing new; they
+    only cost memory and time (the bound the scan's cost was measured at, docs/ros_node.md)."""
+    beams = LaserScanSpec(angle_increment=math.radians(increment_deg)).num_beams
+    limit = MAX_BEAMS_PER_COLUMN * max(max_input_width, 1)
+    if beams <= limit:
+        return None
+    return (f"scan.angle_increment_deg gives {beams} beams, more than {MAX_BEAMS_PER_COLUMN} per column of the "
+            f"widest panorama accepted (max_input_width={max_input_width}: at most {limit} beams, an increment "
+            f">= {360.0 / limit:g} degrees); finer beams repeat columns and only cost memory and time")
 
 
 def problems_for(changed: set[str], values: Mapping[str, Any], cross: bool = True) -> list[str]:

@@ -62,3 +62,47 @@ def test_compressed_decoding_and_size_check_before_decoding():
     with pytest.raises(M.InputRejected) as info:
         M.compressed_to_rgb(CompressedImage(format="jpeg", data=b"garbage"), 4096)
     assert info.value.kind == "corrupt"
+
+
+def _compressed(pixels: np.ndarray, fmt: str) -> CompressedImage:
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format=fmt)
+    return CompressedImage(format=fmt.lower(), data=buffer.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF", "WEBP"])
+def test_compressed_frames_are_jpeg_or_png_only(fmt):
+    with pytest.raises(M.InputRejected, match="not a readable JPEG or PNG image") as info:
+        M.compressed_to_rgb(_compressed(RGB, fmt), 4096)
+    assert info.value.kind == "corrupt"
+
+
+def test_16_bit_png_is_scaled_to_8_bit_as_files_are(tmp_path):
+    from dap_ros.io import load_rgb
+
+    grey = np.linspace(0, 65535, 16 * 32).astype(np.uint16).reshape(16, 32)
+    msg = _compressed(grey, "PNG")
+    got = M.compressed_to_rgb(msg, 4096)
+    (tmp_path / "grey16.png").write_bytes(msg.data)
+    np.testing.assert_array_equal(got, load_rgb(tmp_path / "grey16.png"))  # the CLI's reading
+    np.testing.assert_array_equal(got[..., 0], np.rint(grey / 257.0).astype(np.uint8))  # not saturated at 255
+
+
+def test_tall_frames_are_rejected_from_the_header():
+    """Fisheye frames skip the 2:1 check; their height is bounded too (2 x max_input_width), read
+    from the header: the pixel data here is cut short and never decoded."""
+    tall = _compressed(np.zeros((33, 16, 3), np.uint8), "PNG")
+    with pytest.raises(M.InputRejected, match="taller than 2 x max_input_width=16") as info:
+        M.compressed_to_rgb(CompressedImage(format="png", data=tall.data[:60]), 16, panorama=False)
+    assert info.value.kind == "too_large"
+    top_bottom = np.zeros((32, 16, 3), np.uint8)  # two square lenses stacked: 1:2
+    assert M.compressed_to_rgb(_compressed(top_bottom, "PNG"), 16, panorama=False).shape == (32, 16, 3)
+
+
+def test_negative_stamp_is_a_bad_frame():
+    M.check_stamp(rgb_image_msg(RGB, Time(sec=0, nanosec=0)))
+    with pytest.raises(M.InputRejected, match="negative") as info:
+        M.check_stamp(rgb_image_msg(RGB, Time(sec=-3, nanosec=5)))
+    assert info.value.kind == "bad_stamp"

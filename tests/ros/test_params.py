@@ -38,6 +38,25 @@ def test_rules_are_shared_with_the_model_spec():
             ModelSpec(**{name: value})
 
 
+@pytest.mark.parametrize("values, match", [
+    # 18000 beams on frames at most 4096 wide: over 4 per column (a 1 GB scan plan before)
+    ({"scan.angle_increment_deg": 0.02}, r"'scan.angle_increment_deg': .*18000 beams.*max_input_width=4096: "
+                                         r"at most 16384 beams, an increment >= 0.0219727 degrees"),
+    ({"scan.angle_increment_deg": 0.002, "max_input_width": 128}, "at most 512 beams"),
+    ({"max_input_width": 10**9}, r"'max_input_width': must lie in \[16, 16384\]"),
+    ({"input_height": 50000, "input_width": 100000}, "'input_width': the network input must be at most 2048x4096"),
+])
+def test_size_limits_name_the_parameter_and_the_limit(values, match):
+    with pytest.raises(ConfigError, match=match):
+        NodeParams.from_values(values)
+
+
+def test_finest_scan_increment_allowed_by_the_frame_width():
+    assert NodeParams.from_values({"scan.angle_increment_deg": 0.0219727}).scan_spec().num_beams == 16384
+    narrow = NodeParams.from_values({"scan.angle_increment_deg": 0.1, "max_input_width": 1024})
+    assert narrow.scan_spec().num_beams == 3600
+
+
 def test_latest_slot_keeps_only_the_newest():
     slot: LatestSlot[int] = LatestSlot()
     assert slot.put(1) is False

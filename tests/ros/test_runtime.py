@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
 from ros_helpers import rgb_image_msg, send_until_outputs
@@ -75,6 +76,8 @@ def test_runtime_changes_take_effect(harness, make_node, real_sample):
         ("max_range", "far", "must be a number"),
         ("points.stride", 0, "points.stride"),
         ("scan.elevation_min_deg", 30.0, "scan.elevation_min_deg"),
+        ("scan.angle_increment_deg", 1e-9, "at most 16384 beams"),  # once: every frame failed (2.6 TiB)
+        ("max_input_width", 64, "at most 256 beams"),  # 720 beams of 0.5 deg on frames <= 64 wide
     ],
 )
 def test_runtime_changes_rejected_with_reason(harness, make_node, name, value, reason):
@@ -144,6 +147,8 @@ def _bad_frames(stamp) -> list[tuple[str, Image]]:
     frames.append(("empty", image(height=0, width=0, step=0, data=b"")))
     # an "8K" frame announces 8192x4096: rejected from the header alone, before touching data
     frames.append(("too_large", image(height=4096, width=8192, step=8192 * 3, data=bytes(16))))
+    # before 1970: once processed, then failed as "internal" when the node read the stamp
+    frames.append(("bad_stamp", image(header=Header(stamp=Time(sec=-5, nanosec=1), frame_id="cam"))))
     return frames
 
 
@@ -243,11 +248,12 @@ def test_compressed_input_jpeg_png_and_corrupt(harness, make_node, real_sample):
         CompressedImage(header=jpeg.header, format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg"),
         CompressedImage(header=jpeg.header, format="jpeg", data=bytes(jpeg.data[: len(jpeg.data) // 3])),
         CompressedImage(header=jpeg.header, format="jpeg", data=b""),
+        encoded("GIF")(jpeg.header.stamp),  # Pillow reads GIF, but the node takes JPEG and PNG only
     ]
     for i, msg in enumerate(corrupt):
         pub.publish(msg)
         harness.spin_until(lambda i=i: sum(node.stats.rejected.values()) >= i + 1, 10.0, f"corrupt frame {i} counted")
-    assert node.stats.rejected.get("corrupt", 0) >= 2
+    assert node.stats.rejected.get("corrupt", 0) >= 3
     send_until_outputs(harness, pub, encoded("JPEG"), {"depth"})
 
 
