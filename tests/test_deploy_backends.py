@@ -68,7 +68,10 @@ def test_auto_prefers_tensorrt_then_torch_cuda_then_onnxruntime_cpu(files):
         ("tensorrt", Capabilities(cuda=True, tensorrt_version="10.3"), {"device": "cpu"}, "(device is 'cpu')"),
         ("tensorrt", Capabilities(cuda=True, tensorrt_version="10.3"), {"engine": "/no/such.engine"}, "neither exists"),
         ("onnxruntime", Capabilities(cuda=False), {}, "backend 'onnxruntime'"),
-        ("onnxruntime", Capabilities(cuda=False, ort_providers=("CPUExecutionProvider",)), {}, "needs an ONNX file"),
+        ("onnxruntime", Capabilities(cuda=False, ort_providers=("CPUExecutionProvider",)), {},
+         "needs an ONNX file (--onnx): no ONNX file given"),
+        ("onnxruntime", Capabilities(cuda=False, ort_providers=("CPUExecutionProvider",)), {"onnx": "/no/such.onnx"},
+         "needs an ONNX file (--onnx): /no/such.onnx does not exist"),
     ],
 )
 def test_unavailable_backends_are_clear_errors(requested, caps, kwargs, message):
@@ -150,9 +153,15 @@ def test_bench_cli_reports_stages_and_ratio(exported, tmp_path, capsys):
     assert report["eager"]["ratio_eager_forward_over_end_to_end"] > 0
 
 
-def test_bench_cli_errors(capsys):
+def test_bench_cli_errors(capsys, tmp_path):
     assert cli_main(["bench", "--backend", "onnxruntime", "--model-config", "tiny", "--iters", "1"]) == 2
     assert "needs an ONNX file" in capsys.readouterr().err
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"")
+    assert cli_main(["bench", "--backend", "onnxruntime", "--onnx", str(not_onnx), "--model-config", "tiny",
+                     "--random-weights", "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.onnx is not an ONNX file" in err, err
     assert cli_main(["bench", "--model-config", "tiny", "--iters", "0", "--random-weights"]) == 2
 
 

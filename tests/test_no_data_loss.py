@@ -207,7 +207,7 @@ def test_infer_refuses_existing_outputs_before_loading_the_model(tmp_path, capsy
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     assert main(["infer", str(image), "-o", str(blocked), *TINY]) == 2
-    assert "output directory" in capsys.readouterr().err
+    assert f"--output-dir {blocked} is a file, not a directory" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["infer", str(image), "-o", str(out), "--overwrite", "--no-ply", *TINY]) == 0
     assert np.load(out / "pano_range.npy").shape == (64, 128)

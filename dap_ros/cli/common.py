@@ -1,11 +1,16 @@
-"""The options every sub-command that runs the model shares, and the ModelSpec they describe."""
+"""The options every sub-command that runs the model shares, the ModelSpec they describe, and the
+argument types and output-path checks of all sub-commands."""
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from dap_ros.config import preset_names
+from dap_ros.errors import ConfigError
 from dap_ros.settings import BACKENDS, DEPTH_SCALE_M, NORMALIZATIONS, PRECISIONS, CameraSpec, ModelSpec
 
 # argparse dest -> node parameter of the same meaning (eval-bag merges options into the node's
@@ -33,6 +38,55 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 512x1024, got {text!r}")
     return int(match[1]), int(match[2])
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``float`` alone also takes nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rates, scales, timeouts)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (tolerances)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def make_output_dir(path: Path, option: str) -> None:
+    """Create the output folder ``path`` (``option`` names it in messages) and make sure a file can
+    be written into it, or raise ConfigError. Callers run it before a model load, so that a wrong
+    path costs no loading time. A probe file is written and removed: permissions alone do not tell
+    (root, read-only mounts, /proc)."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".dap_ros_", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {option} {path}: {exc.strerror or exc}") from None
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """ConfigError unless a file can be written at ``path`` (its folder is created if missing)."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; name a file")
+    make_output_dir(path.parent, f"the folder of {option}")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:

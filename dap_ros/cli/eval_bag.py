@@ -10,7 +10,10 @@ from dap_ros.cli.common import (
     add_camera_options,
     add_model_options,
     camera_parameter_overrides,
+    make_output_dir,
     node_parameter_overrides,
+    non_negative_float,
+    positive_float,
 )
 
 LOG = logging.getLogger("dap_ros")
@@ -44,7 +47,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-frames", type=int, help="stop after N frames")
     parser.add_argument("--median-align", action="store_true",
                         help="also report metrics after per-frame median scale alignment (separately)")
-    parser.add_argument("--gt-tolerance-ms", type=float, default=1.0,
+    parser.add_argument("--gt-tolerance-ms", type=non_negative_float, default=1.0,
                         help="stamp difference allowed when pairing GT (when nothing pairs, the error names "
                              "the offset found)")
     parser.add_argument("--ros-distro", choices=("humble", "jazzy", "kilted"),
@@ -58,10 +61,10 @@ def add_parser(subparsers) -> None:
     rt.add_argument("--launch-node", action="store_true",
                     help="start `python -m dap_ros.node` with the same parameters for the replay")
     rt.add_argument("--node-namespace", default="", help="namespace of the node (topics <ns>/image, <ns>/depth)")
-    rt.add_argument("--rate", type=float, default=1.0, help="replay speed factor (1 = recorded rate)")
-    rt.add_argument("--node-timeout", type=float, default=120.0,
+    rt.add_argument("--rate", type=positive_float, default=1.0, help="replay speed factor (1 = recorded rate)")
+    rt.add_argument("--node-timeout", type=positive_float, default=120.0,
                     help="seconds to wait for the node and its first output")
-    rt.add_argument("--drain-timeout", type=float, default=5.0,
+    rt.add_argument("--drain-timeout", type=non_negative_float, default=5.0,
                     help="seconds after the last frame to wait for outputs before counting drops")
     add_model_options(parser, defaults=False)  # not given: the parameters file or the node's default decides
     add_camera_options(parser)
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise DapError(f"bag not found: {args.bag}")
     if args.output_bag is not None:  # before the model load: a wrong path costs no loading time
         bags.check_output_bag(args.output_bag, overwrite=args.overwrite, inputs=[args.bag])
+    make_output_dir(args.report_dir, "--report-dir")
     if args.params is not None:
         check_parameter_names(args.params)
     params = resolve_params(args.params, {**node_parameter_overrides(args), **camera_parameter_overrides(args)})
@@ -137,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     problem = ground_truth_problem(run_result)
     if problem is not None:  # asked for accuracy and got none: not a success
         raise DapError(f"{problem} (report without accuracy: {args.report_dir}/report.md)")
-    failed = run_result.read_problem is not None or run_result.failures or (doc.get("realtime") or {}).get("error")
+    failed = (run_result.read_problem is not None or run_result.failures or run_result.skipped_messages
+              or (doc.get("realtime") or {}).get("error"))  # frames lost to unreadable messages fail the run too
     return 1 if failed else 0
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_ros.cli.common import add_camera_options, add_model_options, camera_from_args, spec_from_args
+from dap_ros.cli.common import (
+    add_camera_options,
+    add_model_options,
+    camera_from_args,
+    make_output_dir,
+    spec_from_args,
+)
 from dap_ros.errors import DapError
 
 LOG = logging.getLogger("dap_ros")
@@ -84,13 +90,15 @@ def unique_stems(paths: list[Path]) -> list[str]:
 def prepare_output_dir(output_dir: Path, stems: list[str], ply: bool, overwrite: bool) -> None:
     """Create the output directory and refuse to replace files in it unless ``overwrite``; runs
     before the model is loaded, so that these mistakes cost no loading time."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DapError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
+    make_output_dir(output_dir, "--output-dir")
+    names = [name for stem in stems for name in output_files(stem, ply).values()]
+    folders = [name for name in names if (output_dir / name).is_dir()]
+    if folders:  # not even --overwrite replaces a folder with a file
+        raise DapError(f"{output_dir / folders[0]} is a directory where an output file goes; move it or choose "
+                       "another --output-dir")
     if overwrite:
         return
-    existing = [name for stem in stems for name in output_files(stem, ply).values() if (output_dir / name).exists()]
+    existing = [name for name in names if (output_dir / name).exists()]
     if existing:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise DapError(f"{output_dir} already holds {existing[0]}{more}; pass --overwrite to replace them, "
@@ -104,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ply_stride < 1:
         raise DapError(f"--ply-stride must be >= 1, got {args.ply_stride}")
-    missing = [str(p) for p in args.images if not p.is_file()]
-    if len(missing) == len(args.images):
-        raise DapError(f"no such image file: {', '.join(missing)}")
+    if not any(p.is_file() for p in args.images):
+        raise DapError("; ".join(f"{p} is a directory, not an image file" if p.is_dir() else f"no such image file: {p}"
+                                 for p in args.images))
     from dap_ros.geometry.rotation import rpy_deg_matrix
     from dap_ros.pipeline import DepthPredictor
     from dap_ros.pipeline.camera import load_calibration
@@ -142,7 +150,14 @@ def run(args: argparse.Namespace) -> int:
             failures += len(paths)
             progress.write(f"dap-ros infer: skipped {', '.join(map(str, paths))}: {exc}")
             continue
-        written = write_outputs(args.output_dir, stem, result, not args.no_ply, args.ply_stride, rotation)
+        try:
+            written = write_outputs(args.output_dir, stem, result, not args.no_ply, args.ply_stride, rotation)
+        except OSError as exc:  # disk full, a read-only folder: say so, and keep the results written so far
+            failures += len(paths)
+            where = f" {exc.filename}" if exc.filename else ""
+            progress.write(f"dap-ros infer: outputs of {', '.join(map(str, paths))} incomplete: cannot write{where}: "
+                           f"{exc.strerror or exc}")
+            continue
         finite = result.range_m[np.isfinite(result.range_m)]
         summary = (
             f"{path.name}: {rgb.shape[1]}x{rgb.shape[0]}, "

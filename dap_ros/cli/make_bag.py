@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dap_ros.cli.common import finite_float, positive_float
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,14 +19,15 @@ def add_parser(subparsers) -> None:
             "--gt-topic ..."
         ),
     )
-    parser.add_argument("output", type=Path, help="bag to create (a rosbag2 folder)")
+    parser.add_argument("output", type=Path,
+                        help="bag to create: a rosbag2 folder, or one storage file for a NAME.mcap / NAME.db3 name")
     parser.add_argument("--images", nargs="+", type=Path, required=True,
                         help="image files (in this order) or folders (their images, sorted by name)")
     parser.add_argument("--gt", nargs="+", type=Path, default=[],
                         help="ground-truth files, one per image in the same order, or one folder matched by stem")
     parser.add_argument("--gt-stem-replace", nargs=2, metavar=("OLD", "NEW"),
                         help="with a GT folder: GT stem = image stem with OLD replaced by NEW (e.g. rgb depth)")
-    parser.add_argument("--png-scale", type=float, default=1000.0,
+    parser.add_argument("--png-scale", type=positive_float, default=1000.0,
                         help="16-bit PNG ground truth: units per metre (1000 = millimetres, Stanford2D3D: 512)")
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), help="default: mcap for a .mcap name, else sqlite3")
     parser.add_argument("--image-topic", default="/camera/image")
@@ -32,8 +35,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--compressed", choices=("jpeg", "png"),
                         help="write sensor_msgs/CompressedImage (jpeg files are stored as they are)")
     parser.add_argument("--gt-encoding", choices=("32FC1", "16UC1"), default="32FC1")
-    parser.add_argument("--rate", type=float, default=10.0, help="frames per second (stamps and bag times)")
-    parser.add_argument("--start-time", type=float, default=1_700_000_000.0,
+    parser.add_argument("--rate", type=positive_float, default=10.0, help="frames per second (stamps and bag times)")
+    parser.add_argument("--start-time", type=finite_float, default=1_700_000_000.0,
                         help="stamp of the first frame, s since the epoch")
     parser.add_argument("--frame-id", default="camera")
     parser.add_argument("--ros-distro", choices=("humble", "jazzy", "kilted"), default="kilted",

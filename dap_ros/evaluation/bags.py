@@ -506,7 +506,10 @@ class BagWriter:
     The bag is written to :func:`partial_path` and moved to ``path`` by :meth:`close`, so that a
     run that fails (:meth:`abort`, or an exception in a ``with`` block) leaves the target as it
     was: no half-written bag that blocks the rerun, and an ``overwrite`` that fails keeps the old
-    bag. ``inputs``: bags being read, which the output must never replace or sit in.
+    bag. ``inputs``: bags being read, which the output must never replace or sit in. A path named
+    after its storage (``x.mcap``, ``x.db3``) becomes that one storage file, as ``ros2 bag`` and
+    :class:`FrameSource` read it (not a folder ``x.mcap`` holding ``x.mcap.mcap``); any other name a
+    rosbag2 folder.
     """
 
     def __init__(
@@ -523,6 +526,7 @@ class BagWriter:
 
         self.path = Path(path)
         self.storage = storage_for(self.path, storage)
+        self.single_file = self.path.suffix.lower() == STORAGES[self.storage]
         self.overwrite = overwrite
         check_output_bag(self.path, overwrite=overwrite, inputs=inputs)
         self.distro = distro or DEFAULT_DISTRO
@@ -570,8 +574,12 @@ class BagWriter:
             if not (self.overwrite and is_written_bag(self.path)):  # something appeared there meanwhile
                 raise BagError(f"{self.path} appeared while the bag was written; the bag is in {self._partial}")
             _remove(self.path)
-        self._partial.rename(self.path)
-        self._partial.parent.rmdir()
+        if self.single_file:  # the QoS profiles are in the storage file too; metadata.yaml goes
+            (self._partial / f"{self._partial.name}{STORAGES[self.storage]}").rename(self.path)
+            self._discard()
+        else:
+            self._partial.rename(self.path)
+            self._partial.parent.rmdir()
 
     def abort(self) -> None:
         """Drop the unfinished bag; the target stays as it was."""

@@ -8,6 +8,7 @@ millimetres (0 invalid). Messages are rosbags-native (no rclpy needed).
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from dap_ros.evaluation import bags
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 GT_SUFFIXES = (".npy", ".exr", ".png")
+MAX_STAMP_S = 2**31 - 1  # builtin_interfaces/Time.sec is an int32
 
 
 def list_images(paths: Sequence[Path]) -> list[Path]:
@@ -99,6 +101,14 @@ class MadeBag:
     gt_topic: str | None
 
 
+def check_stamps(start_time_s: float, rate_hz: float, frames: int) -> None:
+    """DapError unless every frame's stamp fits a ROS Time (0 to 2^31 - 1 s since the epoch)."""
+    last_s = start_time_s + (frames - 1) / rate_hz
+    if not (math.isfinite(start_time_s) and 0.0 <= start_time_s and last_s <= MAX_STAMP_S):
+        raise DapError(f"--start-time {start_time_s:g} with --rate {rate_hz:g} gives stamps up to {last_s:g} s; a ROS "
+                       f"stamp lies in [0, {MAX_STAMP_S}] s since the epoch")
+
+
 def make_bag(
     images: list[Path],
     gts: list[Path | None],
@@ -123,8 +133,9 @@ def make_bag(
     from dap_ros.io import load_rgb
     from dap_ros.io.depth_files import range_to_mm
 
-    if rate_hz <= 0:
+    if not (math.isfinite(rate_hz) and rate_hz > 0):
         raise DapError(f"--rate must be > 0 Hz, got {rate_hz}")
+    check_stamps(start_time_s, rate_hz, len(images))
     if gt_encoding not in ("32FC1", "16UC1"):
         raise DapError(f"ground-truth encoding must be 32FC1 or 16UC1, got {gt_encoding!r}")
     if compressed not in (None, "jpeg", "png"):

@@ -146,6 +146,9 @@ def evaluate_bag(options: EvalOptions, predictor: Any, params: NodeParams) -> Ev
                 topics[name] = f"{ns}/{name}"
                 writer.add_topic(topics[name], MSG_TYPES[name], qos)
         _loop(run, source, predictor, outputs, writer, topics)
+        if source.frames_read == 0 and source.problem is None and not source.skipped and not run.interrupted:
+            # nothing to measure is a failure, as an undecodable bag is; and nothing to report
+            raise bags.BagError(f"no frames on topic {options.image_topic} in {options.bag}")
     except BaseException:
         if writer is not None:
             writer.abort()  # no report comes of this run: leave no half-written bag either

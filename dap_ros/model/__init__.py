@@ -41,9 +41,11 @@ def load_model(
     Returns the module in eval mode. ``forward(x)`` takes a normalized (B, 3, H, W) float tensor
     and returns {"pred_depth", "pred_mask"}, each (B, 1, H, W), in the official units.
     """
+    # read first: a missing or unreadable file fails before the (tens of seconds) build of the network
+    state = read_state_dict(checkpoint) if checkpoint is not None else None
     model = build_model(config)
-    if checkpoint is not None:
-        load_state_dict_strict(model, read_state_dict(checkpoint), source=f"checkpoint {checkpoint}")
+    if state is not None:
+        load_state_dict_strict(model, state, source=f"checkpoint {checkpoint}")
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     return model.eval()
 

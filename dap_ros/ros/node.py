@@ -13,8 +13,11 @@ the model, builds and publishes. See docs/ros_node.md for topics, parameters and
 """
 from __future__ import annotations
 
+import re
+import signal
 import sys
 import time
+import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from dap_ros.errors import CameraFileError, CheckpointError, ConfigError, DapErr
 from dap_ros.ros import diagnostics as diag
 from dap_ros.ros import params as prm
 from dap_ros.ros.cdr_publish import CdrPublisher
-from dap_ros.ros.decoding import InputRejected, compressed_to_rgb, image_to_rgb
+from dap_ros.ros.decoding import InputRejected, check_stamp, compressed_to_rgb, image_to_rgb
 from dap_ros.ros.inputs import ImuTilt, LensPairer, stamp_ns, tilt_degrees
 from dap_ros.ros.log_bridge import library_log_to
 from dap_ros.ros.memory import tune_malloc_for_large_frames
@@ -144,19 +147,30 @@ class DepthNode(LifecycleNode):
     # --- lifecycle transitions ----------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except DapError as exc:
+            return self._start_failed(exc, EXIT_CHECKPOINT if isinstance(exc, CheckpointError) else EXIT_PARAMETERS)
+        except Exception as exc:  # noqa: BLE001 - any start failure (a driver, rclpy) must still say why, in one line
+            self.get_logger().debug(traceback.format_exc())
+            return self._start_failed(DapError(f"start failed: {describe_exception(exc)}"), EXIT_PARAMETERS)
+        return super().on_configure(state)
+
+    def _start_failed(self, exc: DapError, exit_code: int) -> TransitionCallbackReturn:
+        self.startup_error, self.exit_code = exc, exit_code
+        self.get_logger().fatal(str(exc))
+        self._release()  # nothing half-configured stays behind: a manager may configure again
+        return FAILURE
+
+    def _configure(self) -> None:
+        """Load the model, create the publishers and the diagnostics timer."""
         # Diagnostics stay on while inactive: a manager can see why a node is not producing, and
         # a TensorRT engine build at start (minutes) reports its progress there.
         if self._diag_pub is None:
             self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        try:
-            p = prm.NodeParams.from_values(prm.read(self))
-            with library_log_to(self.get_logger()):
-                predictor = create_predictor(p, self.get_logger(), progress=self._report_startup_progress)
-        except DapError as exc:
-            self.startup_error = exc
-            self.exit_code = EXIT_CHECKPOINT if isinstance(exc, CheckpointError) else EXIT_PARAMETERS
-            self.get_logger().fatal(str(exc))
-            return FAILURE
+        p = prm.NodeParams.from_values(prm.read(self))
+        with library_log_to(self.get_logger()):
+            predictor = create_predictor(p, self.get_logger(), progress=self._report_startup_progress)
         self.params, self.predictor = p, predictor
         qos = qos_profile(p.qos_output_reliability, p.qos_output_depth)
         for name in OUTPUTS:
@@ -175,7 +189,6 @@ class DepthNode(LifecycleNode):
             from dap_ros.model.embedded import EMBEDDED_WARNING
 
             self.get_logger().warning(EMBEDDED_WARNING)
-        return super().on_configure(state)
 
     def _warm_up_point_kernel(self, p: prm.NodeParams) -> None:
         """Compile the optional numba point-cloud kernel now rather than on the first frames."""
@@ -343,6 +356,8 @@ class DepthNode(LifecycleNode):
         """The frame's image(s) as uint8 RGB arrays: one, or a tuple of two lens images."""
         decode = compressed_to_rgb if p.input_transport == "compressed" else image_to_rgb
         panorama = p.input_projection == "erp"
+        for msg in frame.messages:
+            check_stamp(msg)
         images = tuple(decode(msg, p.max_input_width, panorama) for msg in frame.messages)
         return images if len(images) > 1 else images[0]
 
@@ -504,14 +519,35 @@ class DepthNode(LifecycleNode):
         pub.publish(array)
 
 
+def _fatal(message: str) -> int:
+    """Log why the node cannot start (one line, also before rclpy is initialized); the exit code."""
+    rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {message}")
+    return EXIT_PARAMETERS
+
+
+def describe_exception(exc: BaseException) -> str:
+    """'Type: message' on one line, without rcl's source locations (', at /path/file.c:123')."""
+    message = re.sub(r",? at \S+\.c:\d+", "", " ".join(str(exc).split())).strip()
+    return f"{type(exc).__name__}: {message}"
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``depth_node`` and ``python -m dap_ros.node``; returns the exit code."""
     malloc_note = tune_malloc_for_large_frames()  # before the first multi-MB buffer
-    rclpy.init(args=args)
+    # SIGTERM (docker stop, systemd, launch) stops the node as Ctrl-C does, during the model load
+    # too: rclpy's handler, installed next, shuts the context down and then chains to this one.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:  # RCLError: a missing or unparsable --params-file, bad --ros-args
+        return _fatal(describe_exception(exc))
     node: DepthNode | None = None
     code = 0
     try:
-        node = DepthNode()
+        try:
+            node = DepthNode()
+        except Exception as exc:  # noqa: BLE001 - e.g. a parameter ROS itself refuses
+            return _fatal(describe_exception(exc))
         node.get_logger().debug(malloc_note)
         if not node.managed:
             code = node.start()

@@ -88,8 +88,9 @@ def choose_backend(
             raise BackendUnavailableError("backend 'onnxruntime': " + caps.notes.get("onnxruntime", "not importable")
                                           + "; pip install onnxruntime (or onnxruntime-gpu)")
         if not _exists(onnx):
-            raise BackendUnavailableError(f"backend 'onnxruntime' needs an ONNX file (--onnx); {onnx or 'none'} given "
-                                          "does not exist (make one with dap-ros export-onnx)")
+            problem = f"{onnx} does not exist" if onnx not in (None, "") else "no ONNX file given"
+            raise BackendUnavailableError(f"backend 'onnxruntime' needs an ONNX file (--onnx): {problem} "
+                                          "(make one with dap-ros export-onnx)")
         return Choice("onnxruntime", ("requested",))
     if requested == "torch":
         return Choice("torch", ("requested",))

@@ -4,23 +4,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dap_ros.errors import ExportError
+from dap_ros.errors import ConfigError
 
 META_PREFIX = "dap_ros."
 DEFAULT_PATCH_SIZE = 16  # DINOv3 ViTs; only for graphs exported without their model config
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``dap_ros.*`` metadata of an exported graph (keys without the prefix)."""
+    """The ``dap_ros.*`` metadata of an exported graph (keys without the prefix); ConfigError
+    when ``path`` is missing or not an ONNX file."""
     import onnx
 
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"ONNX file not found: {path}")
+        raise ConfigError(f"ONNX file not found: {path}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types on a corrupt file
-        raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"{path} is not an ONNX file ({type(exc).__name__}: {exc})") from None
+    if not model.graph.node:  # protobuf reads an empty (or other short) file as an empty model
+        raise ConfigError(f"{path} is not an ONNX file (it holds no graph)")
     return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
 
 

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.ros
         ({"backend": "tensorrt"}, ["backend"]),
         ({"device": "cuda:7"}, ["device"]),
         ({"model_config": "/nonexistent/arch.json"}, ["model_config"]),
+        ({"diagnostics.period_sec": 1e12}, ["diagnostics.period_sec"]),  # beyond what an rclpy timer holds
     ],
 )
 def test_invalid_parameters_refuse_to_start(make_node, overrides, names):
@@ -55,6 +56,19 @@ def test_corrupt_checkpoint_is_fatal_with_a_clear_message(make_node, tmp_path):
     assert node.start() == EXIT_CHECKPOINT
     assert isinstance(node.startup_error, CheckpointError)
     assert "'checkpoint'" in str(node.startup_error) and "cannot be read" in str(node.startup_error)
+
+
+def test_an_unexpected_start_error_is_fatal_with_its_type_and_message(make_node, monkeypatch):
+    import dap_ros.ros.node as node_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("driver exploded")
+
+    monkeypatch.setattr(node_module, "create_predictor", broken)
+    node = make_node(start=False)
+    assert node.start() == EXIT_PARAMETERS
+    assert "RuntimeError: driver exploded" in str(node.startup_error)
+    assert node.predictor is None and not node._pubs
 
 
 def _call(harness, client, request, what):
