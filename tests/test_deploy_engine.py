@@ -198,8 +198,16 @@ def _tensorrt_or_skip():
     return trt
 
 
-@pytest.mark.parametrize("fp16", [False, True])
-def test_tensorrt_build_gate_sidecar_and_run(tmp_path, fp16):
+GRAPHS = {  # export_onnx options of each real-TensorRT case
+    "fp32": {},
+    "fp16": {"precision": "fp16"},
+    "fp16 + fp32 heads": {"precision": "fp16", "fp32_heads": True},
+    "fp32 dynamic batch": {"batch": 3, "dynamic_batch": True},
+}
+
+
+@pytest.mark.parametrize("graph", list(GRAPHS))
+def test_tensorrt_build_gate_sidecar_and_run(tmp_path, graph):
     _tensorrt_or_skip()
     import torch
 
@@ -211,17 +219,21 @@ def test_tensorrt_build_gate_sidecar_and_run(tmp_path, fp16):
 
     torch.manual_seed(0)
     onnx_path = tmp_path / "tiny.onnx"
-    export_onnx(load_model(None, "tiny"), onnx_path, height=64, width=128, precision="fp16" if fp16 else "fp32")
+    export_onnx(load_model(None, "tiny"), onnx_path, height=64, width=128, **GRAPHS[graph])
     engine = tmp_path / "tiny.engine"
     sidecar = build_engine(onnx_path, engine, workspace_gb=1.0, timing_cache=tmp_path / "timing.cache")
     assert engine.is_file() and (tmp_path / "timing.cache").is_file()
+    assert sidecar.fp32_heads == bool(GRAPHS[graph].get("fp32_heads"))
     env = detect_environment()
     check_engine(engine, env, onnx_path=onnx_path, precision=sidecar.precision, input_shape=(1, 3, 64, 128))
     ref = np.load(str(onnx_path) + ".ref.npz")
-    for graph in (False, True):
-        runner = TensorRTRunner(engine, torch.device("cuda"), sidecar.precision, cuda_graph=graph)
+    for cuda_graph in (False, True):
+        runner = TensorRTRunner(engine, torch.device("cuda"), sidecar.precision, cuda_graph=cuda_graph,
+                                input_shape=ref["input"].shape)
         out = dict(zip(accuracy.OUTPUTS, runner(torch.from_numpy(ref["input"]).cuda())))
         torch.cuda.synchronize()
         test = {k: out[k].float().cpu().numpy() for k in accuracy.OUTPUTS}
         tolerance = accuracy.tolerance_for(sidecar.precision, True)
         assert accuracy.failures(accuracy.compare_outputs(test, ref), tolerance) == []
+    # the predictor's shape: batch 1 whatever the engine's profile
+    assert TensorRTRunner(engine, torch.device("cuda"), sidecar.precision).input_shape == (1, 3, 64, 128)

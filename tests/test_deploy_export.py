@@ -19,8 +19,8 @@ from dap_ros.deploy.graph_check import (
     precision_audit,
     tensor_types,
 )
-from dap_ros.deploy.onnx_export import export_onnx, run_onnxruntime
-from dap_ros.errors import ExportError
+from dap_ros.deploy.onnx_export import export_onnx, normalize_frames, run_onnxruntime
+from dap_ros.errors import ConfigError, ExportError
 from dap_ros.model import load_model
 from dap_ros.runtime.exported import graph_io, read_metadata
 
@@ -43,6 +43,38 @@ def fp32_export(tiny_model, tmp_path_factory):
 def fp16_export(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx16") / "tiny_fp16.onnx"
     return export_onnx(tiny_model, path, height=H, width=W, precision="fp16", log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def fp32_heads_export(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx16h") / "tiny_fp16_heads.onnx"
+    return export_onnx(tiny_model, path, height=H, width=W, precision="fp16", fp32_heads=True, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def uint8_export(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx_u8") / "u8.onnx"
+    return export_onnx(tiny_model, path, height=H, width=W, uint8_input=True, batch=2, dynamic_batch=True,
+                       log=lambda m: None)
+
+
+def head_region(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The DPT heads and what follows them: every node downstream of a node reading a head weight.
+
+    The exporter's node names carry no module path, the initializer names do (``depth_head.``...)."""
+    seeds = {out for node in model.graph.node if any(i.split(".")[0] in ("depth_head", "mask_head")
+                                                     for i in node.input) for out in node.output}
+    region, reached = [], set(seeds)
+    for node in model.graph.node:  # topological order: one pass reaches everything downstream
+        if set(node.output) & seeds or set(node.input) & reached:
+            region.append(node)
+            reached.update(node.output)
+    return region
+
+
+def float16_in(nodes: list[onnx.NodeProto], types: dict[str, int]) -> list[str]:
+    return sorted({name for node in nodes for name in [*node.input, *node.output]
+                   if types.get(name) == TensorProto.FLOAT16})
 
 
 def test_reference_op_list_matches_the_shared_table(reference_dir):
@@ -132,10 +164,41 @@ def test_mixed_precision_graph_runs_on_onnxruntime_within_tolerance(fp16_export)
     assert not fp16_export.path.with_name("tiny_fp16.fp32.onnx").exists()
 
 
-def test_uint8_input_with_dynamic_batch(tiny_model, tmp_path):
-    path = tmp_path / "u8.onnx"
-    result = export_onnx(tiny_model, path, height=H, width=W, uint8_input=True, batch=2, dynamic_batch=True,
-                         log=lambda m: None)
+def test_fp32_heads_graph_has_no_float16_inside_the_heads(fp32_heads_export, fp16_export):
+    model = onnx.load(str(fp32_heads_export.path))
+    types = tensor_types(model)
+    region = head_region(model)
+    # per head: 4 projections, 3 resampling convs, 4 layer convs, 18 fusion convs, 3 output convs
+    assert sum(node.op_type in ("Conv", "ConvTranspose") for node in region) == 2 * 32
+    assert {"Resize", "Sigmoid", "Relu", "Add"} <= {node.op_type for node in region}
+    assert float16_in(region, types) == []
+    head_weights = [i for i in model.graph.initializer if i.name.split(".")[0] in ("depth_head", "mask_head")]
+    assert len(head_weights) == 2 * 60 and {i.data_type for i in head_weights} == {TensorProto.FLOAT}
+    # The backbone is still the fp16 recipe; only the patch embedding's conv is fp16 now.
+    audit = precision_audit(model)
+    assert dict(audit["MatMul"]) == {"FLOAT16": 24}
+    assert dict(audit["Conv"]) == {"FLOAT16": 1, "FLOAT": 60} and dict(audit["ConvTranspose"]) == {"FLOAT": 4}
+    # The same check on the plain mixed graph finds its fp16 heads.
+    plain = onnx.load(str(fp16_export.path))
+    assert len(float16_in(head_region(plain), tensor_types(plain))) > 50
+
+
+def test_fp32_heads_graph_metadata_and_accuracy(fp32_heads_export, fp16_export, fp32_export):
+    assert read_metadata(fp32_heads_export.path)["fp32_heads"] == "true"
+    assert read_metadata(fp32_heads_export.path)["precision"] == "fp16"
+    assert read_metadata(fp16_export.path)["fp32_heads"] == "false"
+    assert read_metadata(fp32_export.path)["fp32_heads"] == "false"
+    p = fp32_heads_export.parity  # ORT CPU vs PyTorch float32
+    print(f"fp32 heads vs torch fp32: {accuracy.summary(p)}; plain fp16: {accuracy.summary(fp16_export.parity)}")
+    assert fp32_heads_export.fp32_heads and accuracy.failures(p, accuracy.MIXED_FP16) == []
+    assert p["depth_median_rel"] <= fp16_export.parity["depth_median_rel"]
+    ref = np.load(fp32_heads_export.reference)
+    out = run_onnxruntime(fp32_heads_export.path, ref["input"])
+    assert accuracy.failures(accuracy.compare_outputs(out, ref), accuracy.MIXED_FP16) == []
+
+
+def test_uint8_input_with_dynamic_batch(uint8_export):
+    path, result = uint8_export.path, uint8_export
     assert result.parity["pred_depth_max_abs"] <= 1e-4
     inputs, outputs = graph_io(path)
     (name, shape), = inputs.items()
@@ -147,6 +210,24 @@ def test_uint8_input_with_dynamic_batch(tiny_model, tmp_path):
     two = run_onnxruntime(path, ref["input"])
     assert one["pred_depth"].shape == (1, 1, H, W) and two["pred_depth"].shape == (2, 1, H, W)
     assert np.abs(one["pred_depth"][0] - two["pred_depth"][0]).max() <= 1e-5
+
+
+def test_uint8_input_is_cast_to_float_before_any_other_op(uint8_export, tiny_model):
+    # The TensorRT ONNX parser takes UINT8 only as a network input/output: a Transpose (or anything
+    # else) on the uint8 tensor would be a uint8 intermediate and the parse fails.
+    model = onnx.load(str(uint8_export.path))
+    consumers = [node for node in model.graph.node if "image_u8" in node.input]
+    assert [node.op_type for node in consumers] == ["Cast"], [(n.op_type, n.name) for n in consumers]
+    to = next(a.i for a in consumers[0].attribute if a.name == "to")
+    assert to == TensorProto.FLOAT
+    types = tensor_types(model)
+    assert [name for name, t in types.items() if t == TensorProto.UINT8] == ["image_u8"]
+    frames = np.load(uint8_export.reference)["input"]
+    with torch.no_grad():
+        expected = tiny_model(normalize_frames(frames))
+    out = run_onnxruntime(uint8_export.path, frames)
+    for name in ("pred_depth", "pred_mask"):
+        assert np.abs(out[name] - expected[name].numpy()).max() <= 1e-4, name
 
 
 def test_graph_problems_detects_control_flow_and_unsupported_ops():
@@ -166,9 +247,11 @@ def test_graph_problems_detects_control_flow_and_unsupported_ops():
     "kwargs, message",
     [
         ({"height": 60, "width": 128}, "multiples of 16"),
+        ({"height": 100000, "width": 200000}, r"at most 2048x4096 \(height x width\), got 100000x200000"),
         ({"opset": 16}, "opset must be >= 17"),
         ({"precision": "int8"}, "fp32 or fp16"),
         ({"dynamic_batch": True}, "--batch >= 2"),
+        ({"fp32_heads": True}, "fp32_heads applies to the fp16"),
     ],
 )
 def test_export_errors_are_one_line(tiny_model, tmp_path, kwargs, message):
@@ -179,12 +262,16 @@ def test_export_errors_are_one_line(tiny_model, tmp_path, kwargs, message):
 
 
 def test_read_metadata_errors(tmp_path):
-    with pytest.raises(ExportError, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):
         read_metadata(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00\x01garbage" * 10)
-    with pytest.raises(ExportError, match="not a readable ONNX file"):
+    with pytest.raises(ConfigError, match="bad.onnx is not an ONNX file"):
         read_metadata(bad)
+    for name, data in (("empty.onnx", b""), ("short.onnx", b"\x08\x07")):  # both parse as a model without a graph
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ConfigError, match=f"{name} is not an ONNX file"):
+            read_metadata(tmp_path / name)
 
 
 def test_cli_export_onnx(tmp_path):
@@ -200,3 +287,32 @@ def test_cli_export_onnx(tmp_path):
     assert len(again.stderr.strip().splitlines()) == 1
     none = subprocess.run(cmd[:4] + ["--output", str(tmp_path / "y.onnx")], capture_output=True, text=True, timeout=120)
     assert none.returncode == 2 and "no --checkpoint" in none.stderr
+
+
+def test_cli_fp32_heads_needs_fp16(tmp_path, capsys):
+    from dap_ros.cli.main import main
+
+    code = main(["export-onnx", "--model-config", "tiny", "--random-weights", "--fp32-heads",
+                 "--output", str(tmp_path / "x.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--fp32-heads needs --fp16" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_passes_fp32_heads_to_the_export(tmp_path, monkeypatch, capsys):
+    from dap_ros.cli.main import main
+    from dap_ros.deploy import onnx_export
+
+    seen = {}
+
+    def fake_export(model, output, **kwargs):
+        seen.update(kwargs)
+        parity = {"pred_depth_max_abs": 0.0, "pred_mask_max_abs": 0.0, "depth_median_rel": 0.0, "mask_agreement": 1.0}
+        return onnx_export.ExportResult(output, "fp16", 18, "image", (1, 3, H, W), {"Conv": 1}, parity, parity,
+                                        fp32_heads=kwargs["fp32_heads"], reference=tmp_path / "x.onnx.ref.npz")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", fake_export)
+    code = main(["export-onnx", "--model-config", "tiny", "--random-weights", "--fp16", "--fp32-heads",
+                 "--height", str(H), "--width", str(W), "--output", str(tmp_path / "x.onnx")])
+    assert code == 0 and seen["fp32_heads"] is True and seen["precision"] == "fp16"
+    assert "mixed fp16 with fp32 heads" in capsys.readouterr().out

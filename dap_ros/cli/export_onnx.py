@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from dap_ros.cli.common import parse_size
+from dap_ros.cli.common import check_output_file, parse_size
 from dap_ros.config import preset_names
 from dap_ros.errors import DapError
 from dap_ros.settings import NORMALIZATIONS
@@ -21,7 +21,9 @@ def add_parser(subparsers) -> None:
             "Writes OUTPUT (input 'image' float32 (B,3,H,W) normalized; outputs pred_depth, pred_mask "
             "(B,1,H,W), official units) and OUTPUT.ref.npz (fixed input + ONNX Runtime float32 outputs, "
             "used by build-engine's accuracy gate). --fp16 writes the mixed-precision graph for strongly "
-            "typed TensorRT builds (fp16 compute, fp32 LayerNorm/softmax/RoPE/residual sums, fp32 I/O)."
+            "typed TensorRT builds (fp16 compute, fp32 LayerNorm/softmax/RoPE/residual sums, fp32 I/O); "
+            "--fp16 --fp32-heads also keeps both DPT heads in fp32 (fp16 backbone only; for targets where fp16 "
+            "heads were reported to drift in metric scale, such as Jetson Orin NX with TensorRT 10.3)."
         ),
     )
     parser.add_argument("--checkpoint", help="DAP weights (model.pth / .safetensors)")
@@ -35,6 +37,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=1, help="static batch, or the largest with --dynamic-batch")
     parser.add_argument("--dynamic-batch", action="store_true", help="batch dimension 1..--batch")
     parser.add_argument("--fp16", action="store_true", help="mixed-precision graph (fp16 compute, fp32 islands)")
+    parser.add_argument("--fp32-heads", action="store_true",
+                        help="with --fp16: compute the depth and mask heads in fp32 (fp16 backbone only); "
+                             "recorded as fp32_heads in the graph metadata")
     parser.add_argument("--keep-fp32", action="store_true",
                         help="with --fp16: also keep the float32 graph (F.fp32.onnx)")
     parser.add_argument("--uint8-input", action="store_true",
@@ -49,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from dap_ros.model import WEIGHTS_HINT, load_model
 
     height, width = args.input_size or (args.height, args.width)
+    if args.fp32_heads and not args.fp16:
+        raise DapError("--fp32-heads needs --fp16 (a float32 graph has fp32 heads already)")
+    check_output_file(args.output, "--output")
     if args.output.exists() and not args.force:
         raise DapError(f"{args.output} exists; pass --force to overwrite")
     if not args.checkpoint and not args.random_weights:
@@ -68,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         uint8_input=args.uint8_input,
         normalization=args.normalization,
         keep_fp32=args.keep_fp32,
+        fp32_heads=args.fp32_heads,
         metadata={"checkpoint": Path(args.checkpoint).name if args.checkpoint else "RANDOM"},
         log=print,
     )
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
           f"pred_mask {fp32['pred_mask_max_abs']:.3e}")
     if result.precision == "fp16":
         p = result.parity
-        print(f"ORT CPU mixed fp16 vs PyTorch float32: max|diff| pred_depth {p['pred_depth_max_abs']:.3e}, "
+        kind = "mixed fp16 with fp32 heads" if result.fp32_heads else "mixed fp16"
+        print(f"ORT CPU {kind} vs PyTorch float32: max|diff| pred_depth {p['pred_depth_max_abs']:.3e}, "
               f"pred_mask {p['pred_mask_max_abs']:.3e}, median rel depth {p['depth_median_rel']:.3e}, "
               f"mask agreement {p['mask_agreement']:.4f}")
     print(f"wrote {result.path} ({result.size_bytes / 2**20:.1f} MiB, {result.precision}, opset {result.opset}, "

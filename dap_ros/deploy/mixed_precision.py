@@ -19,6 +19,14 @@ The recipe (what stays float32 and why):
 
 Everything else (qkv / proj / MLP linears, GELU, the DPT convolutions and their sums) is fp16.
 Graph inputs and outputs stay float32, so callers never see the difference.
+
+``fp32_heads=True`` (``export-onnx --fp16 --fp32-heads``) keeps the same backbone but computes both
+DPT heads entirely in float32: projections, resampling (transposed) convolutions, fusion blocks,
+resizes and output convolutions, with their inputs cast to fp32 at the head boundary; the adapter
+(a LayerNorm and a token interpolation, negligible compute) then also stays fp32. Why: full-fp16
+heads were reported to drift in metric scale on Jetson Orin NX (TensorRT 10.3) until the depth
+head ran in fp32. Cost: the heads are 35 % of the network's FLOPs (ViT-L, 512x1024), now computed
+in fp32; see benchmarks/fp32_heads.py and docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -89,9 +97,23 @@ class MixedPrecisionAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
 
 
-def mixed_precision_copy(model: nn.Module, dtype: torch.dtype = COMPUTE_DTYPE) -> nn.Module:
+class Fp32Head(nn.Module):
+    """A DPT head computed entirely in float32: the feature maps are cast at its input."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head.float()
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        return self.head([f.float() for f in features])
+
+
+def mixed_precision_copy(
+    model: nn.Module, dtype: torch.dtype = COMPUTE_DTYPE, *, fp32_heads: bool = False
+) -> nn.Module:
     """A copy of a float32 DAP network that computes with the recipe of this module's docstring.
 
+    ``fp32_heads``: the depth and mask heads (and the adapter feeding them) stay float32.
     The original is left untouched. Works on any device (on the CPU only for export and tests).
     """
     mp = copy.deepcopy(model).float().eval()
@@ -104,7 +126,12 @@ def mixed_precision_copy(model: nn.Module, dtype: torch.dtype = COMPUTE_DTYPE) -
         block.mlp = block.mlp.to(dtype)
         # LayerScale gammas stay fp32: fp16 branch * fp32 gamma promotes to an fp32 residual sum.
     backbone.norm = Fp32LayerNorm(backbone.norm, torch.float32)  # read by the adapter's LayerNorm
-    mp.adapter.norm = Fp32LayerNorm(mp.adapter.norm, dtype)
+    # The adapter's output type is the heads' input type: rounding it to fp16 only to cast it back
+    # would lose precision for nothing in front of fp32 heads.
+    mp.adapter.norm = Fp32LayerNorm(mp.adapter.norm, torch.float32 if fp32_heads else dtype)
+    if fp32_heads:
+        mp.depth_head, mp.mask_head = Fp32Head(mp.depth_head), Fp32Head(mp.mask_head)
+        return mp.eval()
     for head in (mp.depth_head, mp.mask_head):
         last = head.output_conv3
         head.to(dtype)

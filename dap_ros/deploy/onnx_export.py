@@ -3,7 +3,14 @@
 Graph contract (float variant, the default): input ``image`` float32 (B, 3, H, W), normalized the
 way the predictor normalizes (ImageNet mean/std by default); outputs ``pred_depth`` and
 ``pred_mask`` float32 (B, 1, H, W) in the official units. The optional uint8 variant takes
-``image_u8`` uint8 (B, H, W, 3) RGB at the network size and normalizes inside the graph.
+``image_u8`` uint8 (B, H, W, 3) RGB at the network size, casts it to float32 before anything else
+(TensorRT takes UINT8 only as a network input) and normalizes inside the graph.
+
+Precision: float32, or with ``precision='fp16'`` the mixed-precision graph of
+:mod:`dap_ros.deploy.mixed_precision` (fp16 compute, fp32 islands); ``fp32_heads=True`` keeps its
+two DPT heads entirely in float32. Recorded in the graph metadata (``dap_ros.*``, see
+:func:`dap_ros.runtime.exported.read_metadata`): ``precision`` (fp32 / fp16) and ``fp32_heads``
+("true" only for an fp16 graph exported with fp32 heads, "false" otherwise).
 
 Exported with torch's dynamo exporter (opset 18 by default) and simplified by its onnxscript
 optimizer (constant folding, dead-code removal). The RoPE tables and the adapter's resampling
@@ -35,6 +42,7 @@ from dap_ros.deploy import accuracy
 from dap_ros.errors import ExportError
 from dap_ros.model.normalization import input_affine
 from dap_ros.runtime.exported import META_PREFIX
+from dap_ros.settings import network_size_problem
 
 LOG = logging.getLogger("dap_ros")
 
@@ -84,7 +92,9 @@ class UInt8Input(nn.Module):
         self.register_buffer("shift", shift, persistent=False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.model(x.permute(0, 3, 1, 2).float() * self.scale + self.shift)
+        # Cast before anything else: TensorRT takes UINT8 only as a network input/output, so the
+        # uint8 tensor must feed nothing but the Cast (a Transpose on it fails to parse).
+        return self.model(x.float().permute(0, 3, 1, 2) * self.scale + self.shift)
 
 
 @dataclass
@@ -97,6 +107,7 @@ class ExportResult:
     op_counts: dict[str, int]
     parity: dict[str, float]  # this graph (ORT CPU) vs PyTorch float32
     fp32_parity: dict[str, float] | None = None  # fp16 exports: the float32 graph vs PyTorch
+    fp32_heads: bool = False  # fp16 exports: the DPT heads computed in float32
     reference: Path | None = None
     export_seconds: float = 0.0
     verify_seconds: float = 0.0
@@ -164,6 +175,7 @@ def _export_graph(
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     model = program.model_proto  # already simplified by onnxscript's optimizer (optimize=True)
+    _uint8_input_feeds_only_a_cast(model)
     # Exporter debug metadata (stack traces, fx node names) bloats the file; keep names only.
     for node in model.graph.node:
         del node.metadata_props[:]
@@ -175,6 +187,31 @@ def _export_graph(
     tmp = path.with_name(path.name + ".partial")
     onnx.save_model(model, str(tmp), save_as_external_data=model.ByteSize() > (2**31 - 2**24))
     os.replace(tmp, path)
+
+
+def _uint8_input_feeds_only_a_cast(model) -> None:
+    """Make a uint8 graph input feed one Cast and nothing else, as TensorRT requires (UINT8 is
+    allowed only for network inputs/outputs). The exporter reads the dynamic batch size with a
+    Shape on the graph input; the Cast's output has the same shape, so Shape reads that instead."""
+    import onnx
+
+    for value in model.graph.input:
+        if value.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+            continue
+        nodes = [onnx.NodeProto.FromString(node.SerializeToString()) for node in model.graph.node]
+        readers = [i for i, node in enumerate(nodes) if value.name in node.input]
+        casts = [i for i in readers if nodes[i].op_type == "Cast"]
+        others = sorted({nodes[i].op_type for i in readers if nodes[i].op_type not in ("Cast", "Shape")})
+        if len(casts) != 1 or others:
+            raise ExportError(f"uint8 input {value.name} must feed exactly one Cast, it feeds "
+                              f"{len(casts)} Cast and {', '.join(others) or 'no other'} nodes")
+        cast = nodes[casts[0]]
+        for i in readers:
+            if i != casts[0]:
+                nodes[i].input[:] = [cast.output[0] if name == value.name else name for name in nodes[i].input]
+        # The Cast reads only the graph input: first in the node list keeps the order topological.
+        del model.graph.node[:]
+        model.graph.node.extend([cast] + nodes[: casts[0]] + nodes[casts[0] + 1 :])
 
 
 def verify_graph(path: Path, input_shape: tuple, output_shape: tuple, dynamic_batch: bool) -> dict[str, int]:
@@ -219,6 +256,7 @@ def export_onnx(
     uint8_input: bool = False,
     normalization: str = "imagenet",
     keep_fp32: bool = False,
+    fp32_heads: bool = False,
     metadata: dict[str, str] | None = None,
     log: Callable[[str], None] = LOG.info,
 ) -> ExportResult:
@@ -226,17 +264,22 @@ def export_onnx(
 
     ``precision='fp16'`` writes the mixed-precision graph of :mod:`dap_ros.deploy.mixed_precision`
     (float32 I/O); its float32 twin is exported too (kept as ``F.fp32.onnx`` with ``keep_fp32``) to
-    produce the float32 reference. ``dynamic_batch``: batch 1..``batch`` (TensorRT profile max).
+    produce the float32 reference. ``fp32_heads`` (fp16 only): the DPT heads stay float32.
+    ``dynamic_batch``: batch 1..``batch`` (TensorRT profile max).
     """
     from dap_ros.deploy.mixed_precision import mixed_precision_copy
 
     output = Path(output)
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"precision must be fp32 or fp16, got {precision!r}")
+    if fp32_heads and precision != "fp16":
+        raise ExportError("fp32_heads applies to the fp16 (mixed-precision) graph only; export with precision fp16")
     if batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}")
     if opset < 17:
         raise ExportError(f"opset must be >= 17 (single LayerNormalization op), got {opset}")
+    if problem := network_size_problem(height, width):  # before any tensor of that size exists
+        raise ExportError(f"input size {problem}, got {height}x{width}")
     patch = model.config.patch_size
     if height % patch or width % patch or height <= 0 or width <= 0:
         raise ExportError(f"height and width must be positive multiples of {patch}, got {height}x{width}")
@@ -261,6 +304,7 @@ def export_onnx(
         "normalization": normalization,
         "model_config": json.dumps(model.config.to_dict(), separators=(",", ":")),
         "exporter": f"torch {torch.__version__} dynamo, opset {opset}",
+        "fp32_heads": "false",
         **(metadata or {}),
     }
     max_batch = batch if dynamic_batch else None
@@ -287,17 +331,20 @@ def export_onnx(
     result = ExportResult(output, precision, opset, input_name, input_shape, ops, fp32_parity)
     if precision == "fp16":
         t2 = time.perf_counter()
-        _export_graph(wrap(mixed_precision_copy(model)), example, output, opset=opset, input_name=input_name,
-                      max_batch=max_batch, metadata={**meta, "precision": "fp16"})
+        mixed_model = mixed_precision_copy(model, fp32_heads=fp32_heads)
+        _export_graph(wrap(mixed_model), example, output, opset=opset, input_name=input_name, max_batch=max_batch,
+                      metadata={**meta, "precision": "fp16", "fp32_heads": str(fp32_heads).lower()})
         export_seconds += time.perf_counter() - t2
         result.op_counts = verify_graph(output, input_shape, output_shape, dynamic_batch)
         mixed = run_onnxruntime(output, feed)
         result.parity = accuracy.compare_outputs(mixed, expected)
         result.fp32_parity = fp32_parity
+        result.fp32_heads = fp32_heads
         bad = accuracy.failures(result.parity, accuracy.MIXED_FP16)
         if bad:
             raise ExportError(f"mixed-precision graph vs PyTorch float32: {'; '.join(bad)}")
-        log(f"mixed-precision graph (ORT CPU) vs PyTorch float32: {accuracy.summary(result.parity)}")
+        kind = "mixed-precision graph" + (" with fp32 heads" if fp32_heads else "")
+        log(f"{kind} (ORT CPU) vs PyTorch float32: {accuracy.summary(result.parity)}")
         if not keep_fp32:
             fp32_path.unlink()
     result.reference = reference_path(output)
