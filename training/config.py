@@ -31,6 +31,11 @@ DEFAULTS: dict[str, Any] = {
         "init": "random",  # random | dinov3 (backbone file) | dap (released checkpoint, strict) | checkpoint (ours)
         "checkpoint": None,  # the file for init dinov3 / dap / checkpoint
         "gradient_checkpointing": False,
+        # DINOv3's training-mode RoPE coordinate rescaling: each training forward multiplies the
+        # patch coordinates by one log-uniform scale in [1/r, r] (official ViT-L/16: r = 2, the
+        # released backbone was trained and DAP fine-tuned with it). null = off. Eval is unaffected.
+        # The draws come from the RoPE module's own generator, seeded from (run.seed, rank, step).
+        "rope_rescale_coords": None,
     },
     "data": {
         "train": {"type": "synthetic", "num_samples": 64, "seed": 0, "height": 64, "width": 128, "augment": True},
@@ -46,14 +51,15 @@ DEFAULTS: dict[str, Any] = {
         # the paper's cos(latitude) weight on the per-pixel losses; false weights every ERP pixel
         # equally, as the (unweighted, per-pixel) AbsRel / delta metrics do
         "distortion": True,
-        # SILog's lambda: 1 ignores a global scale error, 0 is plain RMSE of log depth; the paper's
-        # 0.85 suits fine-tuning a model that already knows scale
+        # SILog's lambda: 1 ignores a global scale error, 0 is plain RMSE of log depth. 0.85 is this
+        # package's default; the official DAP code's only SILog (SiLogLoss in
+        # depth_anything_v2_metric/util/loss.py) uses 0.5, which vitl_finetune.yaml sets.
         "silog_lambda": 0.85,
     },
     "optim": {
         "name": "adam",  # adam (paper) | adamw
         "lr_backbone": 5e-6,
-        "lr_heads": 5e-5,  # depth_head, mask_head and the adapter's LayerNorm
+        "lr_heads": 5e-5,  # depth_head and mask_head (the adapter's LayerNorm is in the backbone group)
         "weight_decay": 0.0,  # applied to weight matrices only (not norms, biases, tokens, LayerScale)
         "betas": [0.9, 0.999],
         "eps": 1e-8,
@@ -242,6 +248,12 @@ def validate(cfg: dict) -> None:
         problems.append(f"'model.init' is '{m['init']}' but 'model.checkpoint' is not set")
     if not isinstance(m["config"], (str, dict)):
         problems.append("'model.config' must be a preset name, a JSON path or a mapping")
+    rescale = m["rope_rescale_coords"]
+    if rescale is not None and (isinstance(rescale, bool) or not isinstance(rescale, (int, float))
+                                or not 1.0 <= rescale < float("inf")):
+        problems.append(f"'model.rope_rescale_coords' must be null or a number >= 1, got {rescale!r}")
+    elif rescale is not None:
+        m["rope_rescale_coords"] = float(rescale)
     for key in ("lr_backbone", "lr_heads", "eps"):
         if o[key] < 0:
             problems.append(f"'optim.{key}' must be >= 0")

@@ -48,14 +48,26 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim <= 1 or name.endswith("_token") or name.endswith("_tokens") or "gamma" in name
 
 
+# Parameters trained at ``lr_backbone``: the official encoder group is ``core.pretrained.parameters()``
+# (networks/dap.py, get_encoder_decoder_params), i.e. the DINOv3Adapter = the DINOv3 ViT *and* the
+# adapter's extra LayerNorm (``core.pretrained.norm`` -> our ``adapter.norm``).
+ENCODER_PREFIXES = ("backbone.", "adapter.")
+
+
+def param_part(name: str) -> str:
+    """'backbone' (the official encoder: ViT + adapter LayerNorm) or 'heads' (depth / mask heads)."""
+    return "backbone" if name.startswith(ENCODER_PREFIXES) else "heads"
+
+
 def param_groups(model: DAP, lr_backbone: float, lr_heads: float, weight_decay: float) -> list[dict]:
-    """Four groups: {backbone, heads} x {decay, no_decay}. 'heads' = depth_head, mask_head and the
-    adapter's LayerNorm (everything outside ``model.backbone``). Each group records its base LR."""
+    """Four groups: {backbone, heads} x {decay, no_decay}. 'backbone' = the official encoder group
+    (``model.backbone`` and the adapter's LayerNorm), 'heads' = depth_head and mask_head (the
+    official decoder and mask groups). Each group records its base LR."""
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        part = "backbone" if name.startswith("backbone.") else "heads"
+        part = param_part(name)
         buckets.setdefault((part, _no_decay(name, param)), []).append(param)
     groups = []
     for (part, no_decay), params in sorted(buckets.items()):

@@ -53,6 +53,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rope_jitter_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the RoPE coordinate-scale draws of optimizer step ``step`` on ``rank``: like the data
+    augmentations, a pure function of the run seed and the position, so resuming is exact."""
+    return int(np.random.SeedSequence([seed, rank, step, 0x2095]).generate_state(1, np.uint64)[0])
+
+
 def init_weights(model: torch.nn.Module, model_cfg: Config) -> str:
     """random | dinov3 (backbone only) | dap / checkpoint (whole network, strict)."""
     if model_cfg.init == "random":
@@ -114,12 +120,17 @@ def train(cfg: Config, dist: DistInfo) -> dict:
     how = init_weights(model, cfg.model)
     frozen = freeze_unused_parameters(model)
     model.backbone.gradient_checkpointing = cfg.model.gradient_checkpointing
+    rope = model.backbone.rope_embed
+    rope.set_rescale_coords(cfg.model.rope_rescale_coords)  # training-mode only (DINOv3 rescale_coords)
     model.to(device)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in trainable_parameters(model))
     log.info("model: %.1f M parameters (%.1f M trained, %d frozen tensors: unused in forward); %s",
              n_params / 1e6, n_train / 1e6, len(frozen), how)
+    if rope.rescale_coords is not None:
+        log.info("RoPE coordinates rescaled in training mode by a log-uniform factor in [1/%g, %g]",
+                 rope.rescale_coords, rope.rescale_coords)
 
     # ---- optimizer, schedule, AMP scaler, EMA -----------------------------------------------------
     max_steps, accum = cfg.train.max_steps, cfg.optim.grad_accum
@@ -246,6 +257,8 @@ def train(cfg: Config, dist: DistInfo) -> dict:
         # forward / backward over grad_accum micro-batches; DDP syncs gradients on the last one
         parts_sum: dict[str, torch.Tensor] = {}
         total_sum = torch.zeros((), device=device)
+        if rope.rescale_coords is not None:  # one scale per micro-batch forward, reproducible per step
+            rope.seed_jitter(rope_jitter_seed(cfg.run.seed, dist.rank, step))
         for micro in range(accum):
             batch = to_device(next(stream), device)
             sync = micro == accum - 1 or not dist.distributed

@@ -123,7 +123,8 @@ def test_two_learning_rates_and_schedule():
     opt = build_optimizer(model, cfg)
     groups = {g["name"]: g for g in opt.param_groups}
     assert set(groups) == {"backbone", "backbone_no_decay", "heads", "heads_no_decay"}
-    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    # the official encoder group: the ViT and the adapter's LayerNorm (networks/dap.py core.pretrained)
+    backbone_ids = {id(p) for p in model.backbone.parameters()} | {id(p) for p in model.adapter.parameters()}
     assert all(id(p) in backbone_ids for g in ("backbone", "backbone_no_decay") for p in groups[g]["params"])
     assert all(id(p) not in backbone_ids for g in ("heads", "heads_no_decay") for p in groups[g]["params"])
     assert groups["backbone"]["lr"] == 5e-6 and groups["heads"]["lr"] == 5e-5

@@ -10,6 +10,11 @@
 - **colour jitter** (RGB only): brightness, contrast, saturation and hue, in random order, on
   [0, 1] RGB before ImageNet normalization.
 
+The official loaders (datasets/*.py of Insta360-Research-Team/DAP) use
+``transforms.ColorJitter((0.8, 1.2), (0.8, 1.2), (0.8, 1.2), (-0.1, 0.1))`` applied with probability
+0.5: :meth:`AugmentConfig.official` (spec ``augment: official``). The plain defaults (``augment:
+true``) keep hue ±0.05, which the synthetic-data recipes use.
+
 Roll and flip are applied to the image and every (1, H, W) target tensor with the same parameters.
 """
 from __future__ import annotations
@@ -34,19 +39,27 @@ class AugmentConfig:
     hue: float = 0.05  # shift in turns, in [-h, h]
 
     @classmethod
+    def official(cls) -> AugmentConfig:
+        """The official loaders' settings: roll, flip 0.5, ColorJitter(0.2, 0.2, 0.2, hue 0.1) at p 0.5."""
+        return cls(roll=True, flip_p=0.5, jitter_p=0.5, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1)
+
+    @classmethod
     def from_spec(cls, spec: Any) -> AugmentConfig | None:
-        """``True`` -> defaults, ``False``/``None`` -> None (no augmentation), dict -> overrides."""
+        """``True`` -> defaults, ``"official"`` -> :meth:`official`, ``False``/``None`` -> None (no
+        augmentation), dict -> overrides of the defaults."""
         if spec is None or spec is False:
             return None
         if spec is True:
             return cls()
+        if spec == "official":
+            return cls.official()
         if isinstance(spec, dict):
             known = {f.name for f in fields(cls)}
             unknown = set(spec) - known
             if unknown:
                 raise ValueError(f"unknown augmentation options {sorted(unknown)}; known: {sorted(known)}")
             return cls(**spec)
-        raise ValueError(f"augment must be a bool or a dict, got {spec!r}")
+        raise ValueError(f"augment must be a bool, 'official' or a dict, got {spec!r}")
 
 
 def yaw_roll(x: torch.Tensor, shift: int) -> torch.Tensor:

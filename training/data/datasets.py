@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from training.data.augment import AugmentConfig
@@ -29,6 +31,9 @@ from training.data.sample import make_sample
 log = logging.getLogger("training.data")
 
 DOMAINS = ("indoor", "outdoor", "unknown")
+# RGB input resize: "bilinear" = antialiased bilinear (training.data.sample), "cubic" = the official
+# loaders' cv2.INTER_CUBIC (datasets/*.py in Insta360-Research-Team/DAP). Depth is always nearest.
+RESIZE_MODES = ("bilinear", "cubic")
 ASPECT_TOLERANCE = 0.02
 
 
@@ -44,11 +49,14 @@ class PanoramaDataset(Dataset):
     """
 
     def __init__(self, height: int = 512, width: int = 1024, augment: Any = False, seed: int = 0,
-                 domain: str = "unknown", max_tries: int = 50):
+                 domain: str = "unknown", max_tries: int = 50, resize: str = "bilinear"):
         if int(height) <= 0 or int(width) <= 0:
             raise ValueError(f"height and width must be positive, got {height}x{width}")
         if domain not in DOMAINS:
             raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        self.resize = resize
         self.height, self.width = int(height), int(width)
         self.augment = AugmentConfig.from_spec(augment)
         self.seed = int(seed)
@@ -75,6 +83,8 @@ class PanoramaDataset(Dataset):
         raw = self.load(index)
         rgb, rng_m = raw["rgb"], raw["range_m"]
         check_pair(rgb, rng_m)
+        if self.resize == "cubic":
+            rgb = resize_rgb_cubic(rgb, self.height, self.width)
         sample = make_sample(rgb, rng_m, height=self.height, width=self.width,
                              domain=raw.get("domain", self.domain), source=raw.get("source", self.describe(index)),
                              valid_mask=raw.get("valid_mask"), beyond_mask=raw.get("beyond_mask"),
@@ -106,6 +116,18 @@ class PanoramaDataset(Dataset):
                     self._reported.add(where)
                     log.warning("skipping sample %s: %s", where, reason)
         raise RuntimeError(f"{min(self.max_tries, n)} consecutive samples failed from index {index}; last: {last}")
+
+
+def resize_rgb_cubic(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 (h, w, 3) -> uint8 (height, width, 3) by bicubic interpolation as the official loaders'
+    ``cv2.resize(rgb, (W, H), interpolation=cv2.INTER_CUBIC)``: Keys kernel a = -0.75, pixel-centre
+    alignment, replicated borders, no antialiasing, rounded back to uint8 (OpenCV's fixed-point
+    arithmetic can differ by one grey level)."""
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+    y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
+    return y[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 def check_pair(rgb: np.ndarray, range_m: np.ndarray) -> None:
@@ -511,7 +533,7 @@ class ConcatDatasets(ConcatDataset):
         return sum(getattr(d, "skipped", 0) for d in self.datasets)
 
 
-_COMMON = {"height", "width", "augment", "seed", "domain", "max_tries"}
+_COMMON = {"height", "width", "augment", "seed", "domain", "max_tries", "resize"}
 
 
 def build_dataset(spec: dict | list) -> Dataset:

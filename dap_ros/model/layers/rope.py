@@ -9,6 +9,16 @@ rotate-half pairing). Coordinates are patch centres normalized to [-1, 1] over t
 Prefix tokens (CLS + storage) are not rotated. Instead of slicing them off and concatenating them
 back (the reference does), the cached tables carry cos = 1, sin = 0 rows for them: x * 1 + r * 0
 is exactly x, and the exported graph stays free of slices and concats.
+
+Training-time coordinate rescaling (DINOv3 ``rescale_coords``): the official ViT-L/16 hub
+constructor sets ``pos_embed_rope_rescale_coords=2`` (no ``shift_coords``, no ``jitter_coords``),
+and the official ``RopePositionEmbedding.forward`` then multiplies the [-1, 1] coordinates by one
+log-uniform scale s = exp(U(-log 2, log 2)) in [1/2, 2], shared by both axes, drawn afresh on every
+forward in training mode. Here that is off unless :meth:`RopeEmbedding.set_rescale_coords` turns it
+on (the training config does, ``model.rope_rescale_coords``); the scale is drawn from the module's
+own ``torch.Generator`` (:meth:`RopeEmbedding.seed_jitter`) so runs are reproducible. With jitter
+on, training-mode tables are computed per forward (nothing cached). Eval mode never jitters and
+always uses the cached tables.
 """
 from __future__ import annotations
 
@@ -40,6 +50,33 @@ class RopeEmbedding(nn.Module):
         exponents = 2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2)
         self.register_buffer("periods", base**exponents, persistent=True)
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self.rescale_coords: float | None = None  # training-only log-uniform scale in [1/r, r]
+        self._jitter_gen: torch.Generator | None = None  # CPU generator of the scale draws
+
+    def set_rescale_coords(self, rescale: float | None, seed: int | None = None) -> None:
+        """Turn the official training-mode coordinate rescaling on (``rescale`` >= 1, DINOv3 ViT-L
+        uses 2) or off (None). ``seed`` (re)seeds the scale generator (default seed 0)."""
+        if rescale is not None and not (math.isfinite(rescale) and rescale >= 1.0):
+            raise ValueError(f"rescale_coords must be None or a number >= 1, got {rescale!r}")
+        self.rescale_coords = None if rescale is None else float(rescale)
+        if self.rescale_coords is not None and (self._jitter_gen is None or seed is not None):
+            self.seed_jitter(0 if seed is None else seed)
+
+    def seed_jitter(self, seed: int) -> None:
+        """Seed the generator of the training-mode scale draws (one draw per training forward)."""
+        if self._jitter_gen is None:
+            self._jitter_gen = torch.Generator()
+        self._jitter_gen.manual_seed(int(seed) % 2**63)
+
+    def draw_scale(self) -> Tensor:
+        """One scale exp(U(-log r, log r)) as a float32 tensor of shape (1,), as the official
+        ``torch.empty(1).uniform_(-log r, log r).exp()`` but from this module's generator."""
+        if self.rescale_coords is None:
+            raise RuntimeError("coordinate rescaling is off (set_rescale_coords)")
+        if self._jitter_gen is None:
+            self.seed_jitter(0)
+        high = math.log(self.rescale_coords)
+        return torch.empty(1, dtype=torch.float32).uniform_(-high, high, generator=self._jitter_gen).exp()
 
     def _load_from_state_dict(self, *args, **kwargs):  # new periods invalidate the tables
         self._cache.clear()
@@ -58,14 +95,17 @@ class RopeEmbedding(nn.Module):
             return float(min(h, w)), float(min(h, w))
         raise ValueError(f"unknown RoPE coordinate normalization {self.normalize_coords!r}")
 
-    def compute(self, h: int, w: int, n_prefix: int) -> tuple[Tensor, Tensor]:
-        """sin, cos tables of shape (n_prefix + h*w, head_dim) in float32 (no caching)."""
+    def compute(self, h: int, w: int, n_prefix: int, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """sin, cos tables of shape (n_prefix + h*w, head_dim) in float32 (no caching); ``scale``
+        (a (1,) tensor) multiplies the [-1, 1] coordinates, as the official ``rescale_coords``."""
         device = self.periods.device
         len_h, len_w = self._axis_lengths(h, w)
         rows = torch.arange(0.5, h, device=device, dtype=torch.float32) / len_h
         cols = torch.arange(0.5, w, device=device, dtype=torch.float32) / len_w
         coords = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).flatten(0, 1)
         coords = 2.0 * coords - 1.0  # (h*w, 2) in [-1, 1]
+        if scale is not None:
+            coords = coords * scale.to(device=device, dtype=torch.float32)
         periods = self.periods.to(torch.float32)
         angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # (hw, 2, D/4)
         angles = angles.flatten(1, 2).repeat(1, 2)  # (hw, D)
@@ -76,9 +116,11 @@ class RopeEmbedding(nn.Module):
         return sin, cos
 
     def forward(self, h: int, w: int, n_prefix: int) -> tuple[Tensor, Tensor]:
-        """Cached tables for a (h, w) patch grid; recomputed in training mode (cheap, no stale state)."""
+        """Cached tables for a (h, w) patch grid; recomputed in training mode (cheap, no stale state),
+        with a fresh random coordinate scale per call when ``rescale_coords`` is set."""
         if self.training:
-            return self.compute(h, w, n_prefix)
+            scale = self.draw_scale() if self.rescale_coords is not None else None
+            return self.compute(h, w, n_prefix, scale)
         key = (h, w, n_prefix, self.periods.device)
         if key not in self._cache:
             self._cache[key] = self.compute(h, w, n_prefix)
