@@ -41,6 +41,9 @@ class InputRejected(ImageError):
 
 # --- input ----------------------------------------------------------------------------------
 
+MIN_PANORAMA_HEIGHT = 8  # pixels: smaller "panoramas" are test patterns or corrupt headers
+
+
 def check_frame_size(width: int, height: int, max_width: int, panorama: bool = True) -> None:
     """Reject empty, too large and (``panorama``) non-2:1 frames before any pixel is touched.
     Fisheye frames are checked against their calibration by the predictor instead, after decoding:
@@ -55,9 +58,12 @@ def check_frame_size(width: int, height: int, max_width: int, panorama: bool = T
         raise InputRejected(
             "too_large", f"image {width}x{height} is taller than 2 x max_input_width={max_width} pixels"
         )
-    if panorama and abs(width - 2 * height) > 1:  # stitchers emit exact 2:1; allow one pixel of rounding
+    # stitchers emit exact 2:1; one pixel of rounding is allowed, which only means something for
+    # images of a real size (a 3x1 frame is "within one pixel" of 2:1)
+    if panorama and (abs(width - 2 * height) > 1 or height < MIN_PANORAMA_HEIGHT):
         raise InputRejected(
             "not_erp", f"image {width}x{height} is not a 2:1 equirectangular panorama"
+            + (f" (at least {2 * MIN_PANORAMA_HEIGHT}x{MIN_PANORAMA_HEIGHT})" if height < MIN_PANORAMA_HEIGHT else "")
         )
 
 

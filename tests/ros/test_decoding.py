@@ -37,6 +37,8 @@ def test_last_row_without_padding_is_accepted():
     ({"step": 10}, "bad_step"),
     ({"data": array.array("B", bytes(100))}, "short_data"),
     ({"width": 16, "step": 48}, "not_erp"),
+    ({"width": 1, "height": 1, "step": 3, "data": array.array("B", bytes(3))}, "not_erp"),
+    ({"width": 3, "height": 1, "step": 9, "data": array.array("B", bytes(9))}, "not_erp"),
     ({"width": 0, "height": 0}, "empty"),
     ({"width": 7680, "height": 3840, "step": 7680 * 3}, "too_large"),
 ])
