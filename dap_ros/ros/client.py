@@ -200,8 +200,8 @@ class NodeClient:
             if time.monotonic() > deadline:
                 if not required:
                     return None
-                log = f"; node log: {self.process.tail()}" if self.process is not None else ""
-                raise ClientTimeout(f"timed out after {timeout:.0f} s waiting for {what}{log}")
+                node = f"; {self.process.describe()}" if self.process is not None else ""
+                raise ClientTimeout(f"timed out after {timeout:.0f} s waiting for {what}{node}")
             self.executor.spin_once(timeout_sec=0.02)
 
     def spin_for(self, seconds: float) -> None:
@@ -259,11 +259,14 @@ class NodeClient:
         """Publish a fresh-stamped frame every ``period`` s until one stamp has all outputs ``names``.
 
         Repeating covers the start-up window where DDS has not matched every endpoint yet (the node
-        builds an output only once it sees a subscriber). Returns (the input message, its outputs).
+        builds an output only once it sees a subscriber). ``timeout`` bounds the whole call, the
+        wait for the node's subscription included (a node process may still be starting: a fixed
+        10 s for it failed on a busy machine). Returns (the input message, its outputs).
         """
+        deadline = time.monotonic() + timeout
         publisher = publisher or self.publisher()
         names = sorted(self._subscribed if names is None else names)
-        self.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0,
+        self.spin_until(lambda: publisher.get_subscription_count() > 0, timeout,
                         f"the node to subscribe to {publisher.topic_name}")
         sent: list[Any] = []
         last = [0.0]
@@ -280,7 +283,8 @@ class NodeClient:
                 last[0] = time.monotonic()
             return None
 
-        return self.spin_until(ready, timeout, f"outputs {names} for one input frame")
+        return self.spin_until(ready, max(deadline - time.monotonic(), 2 * period),
+                               f"outputs {names} for one input frame")
 
     def forget(self, stamp: int) -> None:
         with self._lock:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,12 +18,70 @@ from dap_ros.errors import DapError
 from dap_ros.ros.params import params_file_text
 
 FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / "assets" / "fastdds.xml"
+DOMAINS = range(1, 102)  # the domains whose DDS ports lie below Linux's ephemeral ports (32768+)
+_held_domains: dict[int, int] = {}  # domain -> the descriptor of its lock, held until this process exits
+
+
+def domain_ports(domain_id: int, participants: int = 4) -> list[int]:
+    """The UDP ports of the first ``participants`` DDS participants of ``domain_id`` on a host
+    (RTPS: 7400 + 250 * domain + 10 / 11 + 2 * participant); with localhost-only discovery a
+    participant announces itself to these ports."""
+    base = 7400 + 250 * domain_id
+    return [base + offset + 2 * k for k in range(participants) for offset in (10, 11)]
+
+
+def _ports_free(ports: list[int]) -> bool:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("", port))  # fails while any participant of the domain holds the port
+            except OSError:
+                return False
+    return True
+
+
+def _lock_domain(domain_id: int) -> int | None:
+    """The descriptor of an exclusive lock on ``domain_id`` among the processes of this machine (a
+    file in the temp directory; the kernel drops the lock when the process ends); None while another
+    process holds it; -1 where no lock can be taken (the port probe alone decides)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the port probe alone
+        return -1
+    folder = Path(tempfile.gettempdir()) / "dap_ros_domains"
+    try:
+        folder.mkdir(mode=0o777, exist_ok=True)
+        fd = os.open(folder / f"{domain_id}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:  # e.g. another user's folder: the port probe alone
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def default_domain_id() -> int:
-    """A domain in 1..101 (the range whose DDS ports never collide with Linux ephemeral ports),
-    derived from the process id so that concurrent runs rarely share one."""
-    return 1 + os.getpid() % 101
+    """A ROS domain that no other ROS 2 system on this machine uses, held by this process until it
+    ends: the first of 1..101 (starting at one derived from the process id) that no other process
+    of dap_ros holds (a lock file) and whose discovery ports nobody has bound. A domain from the
+    pid alone was shared by concurrent sessions now and then: each then sees the other's
+    participants, /diagnostics and /rosout, and discovery slows down as participants add up."""
+    start = os.getpid() % len(DOMAINS)
+    for i in range(len(DOMAINS)):
+        domain = DOMAINS[(start + i) % len(DOMAINS)]
+        if domain in _held_domains:
+            continue
+        fd = _lock_domain(domain)
+        if fd is None:
+            continue
+        if _ports_free(domain_ports(domain)):
+            _held_domains[domain] = fd
+            return domain
+        if fd >= 0:
+            os.close(fd)
+    return DOMAINS[start]  # every domain busy: share one (discovery may then be incomplete)
 
 
 @contextlib.contextmanager
@@ -68,8 +129,9 @@ class NodeProcess:
         if namespace.strip("/"):
             cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ if env is None else env))
+        self.env = dict(os.environ if env is None else env)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
 
     @property
     def pid(self) -> int:
@@ -79,6 +141,15 @@ class NodeProcess:
         code = self.proc.poll()
         if code is not None:
             raise DapError(f"the depth node exited with code {code}; its log ({self.log_path}): {self.tail()}")
+
+    def describe(self, lines: int = 20) -> str:
+        """The node's state and the tail of its log, for the message of a wait that failed."""
+        code = self.proc.poll()
+        state = (f"still running after {time.monotonic() - self.started:.1f} s" if code is None
+                 else f"exited with code {code}")
+        domain = self.env.get("ROS_DOMAIN_ID", "0 (unset)")
+        return f"the depth node (pid {self.pid}, ROS domain {domain}) is {state}; its log ({self.log_path}): " \
+               f"{self.tail(lines)}"
 
     def tail(self, lines: int = 10) -> str:
         self._log.flush()
@@ -97,13 +168,19 @@ class NodeProcess:
             self.stop()
             raise DapError(f"the depth node did not exit within {timeout:.0f} s; its log: {self.tail()}") from None
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGINT, then the exit code once the node has shut down; killed (and said so at the end of
+        its log) if it is still running after ``timeout`` s. A clean shutdown takes a few seconds, far
+        more on an overloaded machine: 15 s once killed a node that was shutting down normally."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self._log.close()
+                if not self._log.closed:
+                    self._log.write(f"[NodeProcess] still running {timeout:.0f} s after SIGINT: killed\n".encode())
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode

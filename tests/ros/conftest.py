@@ -1,28 +1,40 @@
 """Real rclpy + Fast DDS on loopback for the node tests (no mocks of ROS).
 
-Isolation: localhost-only discovery, a ROS domain derived from the pid (set before rclpy loads),
-and a fresh namespace per node so concurrent sessions never see each other's topics.
+Isolation: localhost-only discovery, a ROS domain of this session's own (set before rclpy loads:
+one that no other session, demo or ROS 2 system on the machine uses, held until the session ends;
+dap_ros.ros.process.default_domain_id), and a fresh namespace per node.
 Synchronization: every wait spins the executor with a deadline and fails with a message.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from dap_ros.ros.process import default_domain_id
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_DOMAIN_ID"] = str(100 + os.getpid() % 100)  # 100..199: one per session
+# Not the pid (100 + pid % 100 put two sessions in one domain now and then, with DDS ports among
+# the kernel's ephemeral ones): a domain of 1..101 reserved for this session.
+os.environ["ROS_DOMAIN_ID"] = str(default_domain_id())
 os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated variable; conflicts with the one above
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (pip install -e .[ros])")
 
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers import REAL_SAMPLE, TINY, unique_namespace  # noqa: E402
+from ros_helpers import REAL_SAMPLE, TINY, fastdds_major, ros_distro, unique_namespace  # noqa: E402
 
 from dap_ros.ros.client import NodeClient  # noqa: E402
+
+
+def pytest_report_header(config) -> str:
+    """Which ROS 2 the node tests run on (make test runs them on Kilted, then on Jazzy)."""
+    return (f"ROS 2 {ros_distro()} (rclpy from {Path(rclpy.__file__).parent}), Fast DDS {fastdds_major()}.x, "
+            f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,11 @@ harness of every test is the package's own :class:`dap_ros.ros.client.NodeClient
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,51 @@ TINY = {
 }
 ALL_OUTPUTS = ("depth", "range_mask", "points", "scan", "colorized")
 _names = itertools.count()
+
+# The ROS 2 distributions under test (README, "Tested ROS 2 distributions"): Kilted from the
+# unprefixed PyPI wheels (ros-rclpy 9.x, Fast DDS 3), Jazzy from ros-jazzy-* (rclpy 7.x, Fast DDS 2).
+RCLPY_MAJOR_DISTRO = {3: "humble", 7: "jazzy", 9: "kilted"}
+
+
+def _version(distribution: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in metadata.version(distribution).split(".")[:3] if part.isdigit())
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def ros_distro() -> str:
+    """The ROS 2 distribution the tests run on ('kilted', 'jazzy', ...): the wheel that brought
+    rclpy (ros-<distro>-rclpy, or ros-rclpy by its major version), else a sourced install's
+    ROS_DISTRO; 'unknown' when neither tells."""
+    names = {d.metadata["Name"].lower().replace("_", "-") for d in metadata.distributions()}
+    prefixed = sorted(n[len("ros-"):-len("-rclpy")] for n in names if n.startswith("ros-") and n.endswith("-rclpy"))
+    prefixed = [distro for distro in prefixed if distro]  # ros-rclpy itself: no prefix
+    if prefixed:
+        return prefixed[0]
+    rclpy = _version("ros-rclpy")
+    if rclpy is not None:
+        return RCLPY_MAJOR_DISTRO.get(rclpy[0], f"unknown (rclpy {'.'.join(map(str, rclpy))})")
+    return os.environ.get("ROS_DISTRO", "unknown")
+
+
+@functools.cache
+def fastdds_major() -> int:
+    """Fast DDS's major version: 3 on Kilted (the ros-fastdds wheel), 2 on Humble and Jazzy
+    (ros-fastrtps). Decides the profile variable and the XML element names Fast DDS accepts."""
+    for distribution in ("ros-fastdds", "ros-fastrtps"):
+        version = _version(distribution)
+        if version is not None:
+            return version[0]
+    return 2 if ros_distro() in ("humble", "jazzy") else 3
+
+
+def profiles_variable() -> str:
+    """The environment variable naming the XML profiles file that this Fast DDS reads: Fast DDS 2
+    (Humble, Jazzy) reads only FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3 (Kilted) reads
+    FASTDDS_DEFAULT_PROFILES_FILE (and the old name, with a deprecation warning)."""
+    return "FASTRTPS_DEFAULT_PROFILES_FILE" if fastdds_major() < 3 else "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 def unique_namespace() -> str:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from dap_ros.ros.process import NodeProcess
 
 pytestmark = pytest.mark.ros
 PARAMS_FILE = REPO / "config" / "depth.yaml"
+STARTUP_TIMEOUT = 120.0  # a node process's start (python, torch, the model): ~5 s idle, far more under load
 
 
 def start_node(namespace: str, log: Path, *ros_args: str) -> NodeProcess:
@@ -31,7 +35,7 @@ def tiny_args() -> list[str]:
     return args
 
 
-def finish(node: NodeProcess, timeout: float = 30.0) -> tuple[int, str]:
+def finish(node: NodeProcess, timeout: float = STARTUP_TIMEOUT) -> tuple[int, str]:
     """Wait for the node to exit by itself; (exit code, its output)."""
     node.wait(timeout)
     code = node.stop()  # already exited: closes its log
@@ -41,19 +45,21 @@ def finish(node: NodeProcess, timeout: float = 30.0) -> tuple[int, str]:
 def set_param(harness, client, name: str, value: float):
     request = SetParameters.Request(parameters=[ParameterMsg(
         name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)))])
-    harness.spin_until(client.service_is_ready, 20.0, f"service {client.srv_name}")
+    harness.spin_until(client.service_is_ready, 60.0, f"service {client.srv_name}")
     future = client.call_async(request)
-    harness.spin_until(future.done, 20.0, f"setting {name}")
+    harness.spin_until(future.done, 60.0, f"setting {name}")
     return future.result().results[0]
 
 
 def test_node_process_with_params_file_and_remap(harness, real_sample, tmp_path):
     node = start_node(harness.namespace, tmp_path / "node.log", *tiny_args(), "-r", "image:=camera/image",
                       "-p", "frame_id:=base_link")
-    harness.process = node  # a wait that fails quotes the node's log
+    harness.process = node  # a wait that fails names what it awaited, the node's state and its log
     try:
         harness.subscribe(["depth", "points"])
         pub = harness.publisher("camera/image", profile=qos(depth=10))
+        # the process imports torch and builds the model first: seconds, a minute on a busy machine
+        harness.wait_until_ready(STARTUP_TIMEOUT, "camera/image")
         msg, out = send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s, "cam"),
                                       {"depth", "points"}, timeout=60.0)
         assert out["depth"].header.frame_id == "base_link" and out["depth"].width == real_sample.shape[1]
@@ -66,7 +72,8 @@ def test_node_process_with_params_file_and_remap(harness, real_sample, tmp_path)
     finally:
         harness.process = None
         code = node.stop()
-    output = node.log_path.read_text(errors="replace")
+        output = node.log_path.read_text(errors="replace")
+        print(f"--- the node's log ({node.log_path}, exit code {code}) ---\n{output}")  # shown if the test fails
     assert code == 0, output
     assert "Traceback" not in output, output
     assert "RANDOM WEIGHTS" in output  # the loud warning of allow_random_weights
@@ -82,3 +89,46 @@ def test_start_errors_exit_cleanly_with_a_message(harness, tmp_path):
     assert code == 1, output
     assert "'checkpoint'" in output and "Insta360-Research/DAP-weights" in output, output
     assert "Traceback" not in output, output
+
+
+def fatal_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "[FATAL]" in line]
+
+
+def test_every_start_failure_is_one_fatal_line(harness, tmp_path):
+    not_onnx = tmp_path / "empty.onnx"  # an empty file parses as an ONNX model without a graph
+    not_onnx.write_bytes(b"")
+    bad_file = start_node(harness.namespace + "_onnx", tmp_path / "onnx.log", *tiny_args(),
+                          "-p", "backend:=onnxruntime", "-p", f"onnx:={not_onnx}")
+    no_params = start_node(harness.namespace + "_pf", tmp_path / "pf.log", "--params-file", str(tmp_path / "gone.yaml"))
+    for node, cause in ((bad_file, "not an ONNX file"), (no_params, "gone.yaml")):
+        code, output = finish(node)
+        assert code == 2, output
+        (line,) = fatal_lines(output)
+        assert cause in line and "Traceback" not in output, output
+
+
+def read_until(proc: subprocess.Popen, text: str) -> str:
+    """The process's output up to the first line holding ``text`` (blocking reads, no polling)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"the node exited (code {proc.wait()}) before logging {text!r}: {''.join(seen)}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_model_load_stops_cleanly(harness, sig):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    # the large architecture on random weights: seconds of loading after the backend line
+    cmd = [sys.executable, "-m", "dap_ros.node", "--ros-args", "-p", "model_config:=vitl", "-p", "backend:=torch",
+           "-p", "device:=cpu", "-p", "allow_random_weights:=true", "-r", f"__ns:={harness.namespace}"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        output = read_until(proc, "backend torch -> torch")
+        proc.send_signal(sig)
+        output += proc.communicate(timeout=STARTUP_TIMEOUT)[0]
+    assert proc.returncode == 0, output
+    assert "model ready" not in output, "the signal came after the load: " + output
+    assert "errorprocessing" not in output and "Traceback" not in output and not fatal_lines(output), output
