@@ -152,6 +152,10 @@ class DepthNode(LifecycleNode):
         except DapError as exc:
             return self._start_failed(exc, EXIT_CHECKPOINT if isinstance(exc, CheckpointError) else EXIT_PARAMETERS)
         except Exception as exc:  # noqa: BLE001 - any start failure (a driver, rclpy) must still say why, in one line
+            if not self.context.ok():  # a signal shut the context down mid-start (rclpy fails then): a stop
+                self.get_logger().info("stopped during start-up")
+                self._release()
+                return FAILURE
             self.get_logger().debug(traceback.format_exc())
             return self._start_failed(DapError(f"start failed: {describe_exception(exc)}"), EXIT_PARAMETERS)
         return super().on_configure(state)
@@ -551,12 +555,20 @@ def main(args: list[str] | None = None) -> int:
         node.get_logger().debug(malloc_note)
         if not node.managed:
             code = node.start()
+            if code and not rclpy.ok():  # Ctrl-C / SIGTERM during the start: a stop, not a failure
+                code = 0
         if code == 0:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy's signal handler shuts the context down asynchronously: when that lands while spin()
+        # builds its wait set, rcl raises RCLError "context is not valid" instead of
+        # ExternalShutdownException (seen under load: exit code 1 and a traceback on Ctrl-C).
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.close()

@@ -95,6 +95,11 @@ def test_imu_levelling_follows_the_published_orientation(harness, make_node):
             imu.orientation.x, imu.orientation.y = sr * cp, cr * sp
             imu.orientation.z, imu.orientation.w = -sr * sp, cr * cp
             imu_pub.publish(imu)  # the IMU sample of this frame's moment, before the frame
+            # The node levels by the sample nearest the frame's stamp: with one sample per frame, an
+            # image that overtook its IMU message (two topics, a busy machine) would be levelled by
+            # the previous frame's orientation. A real IMU streams at hundreds of Hz; here, wait.
+            harness.spin_until(lambda: stamp_ns(stamp) in [s for s, _ in list(node._imu._samples)], 10.0,
+                               "the frame's IMU sample at the node")
             return rgb_image_msg(frame, stamp, "base_link")
 
         return make
