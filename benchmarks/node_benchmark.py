@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from dap_ros.evaluation.timing import latency_summary_ms  # noqa: E402
 from dap_ros.ros.client import OUTPUTS, NodeClient, qos  # noqa: E402
 from dap_ros.ros.messages import header, image_message  # noqa: E402
-from dap_ros.ros.process import NodeProcess, isolated_ros_environment  # noqa: E402
+from dap_ros.ros.process import NodeProcess, default_domain_id, isolated_ros_environment  # noqa: E402
 
 NAMESPACE = "/bench"
 
@@ -178,7 +178,7 @@ def main() -> int:
     args = parser.parse_args()
     args.camera_values = camera_parameters(args)
 
-    with isolated_ros_environment(int(os.environ.get("ROS_DOMAIN_ID", 100 + os.getpid() % 100))) as env:
+    with isolated_ros_environment(int(os.environ.get("ROS_DOMAIN_ID") or default_domain_id())) as env:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         log = Path(tempfile.mkdtemp(prefix="dap_node_bench_")) / "node.log"
         node = NodeProcess(node_parameters(args), NAMESPACE, log, env=env, ros_args=("--log-level", "warn"))

@@ -15,6 +15,7 @@ pytest.importorskip("rclpy", reason="--realtime needs rclpy (pip install -e .[ro
 
 from dap_ros.cli.main import main as cli_main  # noqa: E402
 from dap_ros.evaluation.makebag import make_bag  # noqa: E402
+from dap_ros.ros.process import default_domain_id  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def ros_env(monkeypatch):
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(os.environ.get("ROS_DOMAIN_ID") or 100 + (os.getpid() + 37) % 100))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(os.environ.get("ROS_DOMAIN_ID") or default_domain_id()))
 
 
 def test_realtime_replay_through_the_running_node(tmp_path, ros_env, capsys):
