@@ -372,6 +372,9 @@ def test_ground_truth_that_never_pairs_names_the_offset_and_fails(tmp_path, caps
     err = capsys.readouterr().err
     assert code != 0 and "+500.0 ms" in err and "--gt-tolerance-ms 500" in err and err.count("\n") == 1, err
     assert (tmp_path / "report/metrics.json").is_file()  # the latency measured is still reported
+    report = (tmp_path / "report/report.md").read_text()
+    assert "No ground truth: accuracy not measured (no image paired with ground truth" in report
+    assert "+500.0 ms" in report
     assert cli_main([*argv, "--gt-tolerance-ms", "500"]) == 0
     doc = json.loads((tmp_path / "report/metrics.json").read_text())
     assert doc["run"]["frames_with_gt"] == 2

@@ -11,7 +11,7 @@ import numpy as np
 
 from dap_ros import __version__
 from dap_ros.evaluation.metrics import DEPTH_METRICS
-from dap_ros.evaluation.runner import PIPELINE_STAGES, STAGES, EvalRun, params_dict
+from dap_ros.evaluation.runner import PIPELINE_STAGES, STAGES, EvalRun, ground_truth_problem, params_dict
 from dap_ros.evaluation.timing import latency_summary_ms
 
 SCHEMA = "dap_ros.eval_bag"
@@ -96,6 +96,7 @@ def build_metrics(run: EvalRun) -> dict[str, Any]:
             "typestore": run.distro,
             "image_topic": run.options.image_topic,
             "gt_topic": run.options.gt_topic,
+            "ground_truth_problem": ground_truth_problem(run),
             "frames_in_bag": run.frames_in_bag,
             "max_frames": run.options.max_frames,
             "frames_processed": len(run.frames),
@@ -216,7 +217,8 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
                 f"{px['pred_beyond_range_on_valid_gt']} beyond-range predictions on valid GT"
             )
     else:
-        lines += ["## Metric depth", "", "No ground truth: accuracy not measured."]
+        why = r.get("ground_truth_problem")
+        lines += ["## Metric depth", "", f"No ground truth: accuracy not measured{f' ({why})' if why else ''}."]
     lat = doc["latency"]
     lines += [
         "", "## Latency (offline run)", "",
