@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -316,3 +317,16 @@ def test_cli_passes_fp32_heads_to_the_export(tmp_path, monkeypatch, capsys):
                  "--height", str(H), "--width", str(W), "--output", str(tmp_path / "x.onnx")])
     assert code == 0 and seen["fp32_heads"] is True and seen["precision"] == "fp16"
     assert "mixed fp16 with fp32 heads" in capsys.readouterr().out
+
+
+def test_a_full_disk_during_the_export_is_one_line_and_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(model, path, **kwargs):
+        Path(path).write_bytes(b"half a graph")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", full_disk)
+    with pytest.raises(ExportError, match=r"cannot write .*full.onnx: No space left on device"):
+        export_onnx(tiny_model, tmp_path / "full.onnx", height=64, width=128, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []

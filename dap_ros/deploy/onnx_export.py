@@ -183,10 +183,14 @@ def _export_graph(
         entry = model.metadata_props.add()
         entry.key, entry.value = META_PREFIX + key, str(value)
     model.producer_name, model.producer_version = "dap_ros", __version__
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    onnx.save_model(model, str(tmp), save_as_external_data=model.ByteSize() > (2**31 - 2**24))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(model, str(tmp), save_as_external_data=model.ByteSize() > (2**31 - 2**24))
+        os.replace(tmp, path)
+    except OSError as exc:  # disk full, folder gone or read-only: one line, no half-written graph
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _uint8_input_feeds_only_a_cast(model) -> None:
