@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from cpu_inference import cpu_model  # noqa: E402 - the sibling benchmark (this script's folder is on sys.path)
 from torch import Tensor, nn  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_leaves  # noqa: E402
@@ -198,17 +199,6 @@ def print_flops(parts: dict[str, float], work: dict[str, DtypeWork]) -> None:
         f16, f32 = w.gemm[torch.float16], w.gemm[torch.float32]
         print(f"| {name} | {f16 / 1e9:,.1f} | {f32 / 1e9:,.2f} | {100 * f32 / (f16 + f32):.3f} % | "
               f"{w.other[torch.float32] / 1e9:.2f} / {w.other[torch.float16] / 1e9:.2f} |")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
