@@ -18,7 +18,8 @@ def _pyplot():
     return plt
 
 
-def write_plots(run: Any, doc: dict[str, Any], out: Path) -> list[str]:
+def write_plots(doc: dict[str, Any], grid: list[Any], max_range: float, out: Path) -> list[str]:
+    """The plots of a metrics.json document (eval-bag or eval-dataset) and its frame grid samples."""
     plt = _pyplot()
     written: list[str] = []
 
@@ -51,18 +52,19 @@ def write_plots(run: Any, doc: dict[str, Any], out: Path) -> list[str]:
     frames = [f for f in doc["frames"] if f.get("abs_rel") is not None]
     if frames:
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        t = [f["bag_time_s"] for f in frames]
+        over_time = all("bag_time_s" in f for f in frames)
+        t = [f["bag_time_s"] if over_time else f["index"] for f in frames]
         ax.plot(t, [f["abs_rel"] for f in frames], "o-", ms=3, label="AbsRel")
         if any(f.get("aligned_abs_rel") is not None for f in frames):
             ax.plot(t, [f.get("aligned_abs_rel") for f in frames], "s--", ms=3, label="AbsRel, median-aligned")
             ax.legend()
-        ax.set_xlabel("bag time (s)")
+        ax.set_xlabel("bag time (s)" if over_time else "image (split file order)")
         ax.set_ylabel("AbsRel")
         ax.set_title("Per-frame AbsRel")
         ax.grid(alpha=0.3)
         save(fig, "abs_rel_over_time.png")
 
-    pipeline = [sum(f["timings_ms"][s] for s in ("decode", "preprocess", "inference", "postprocess"))
+    pipeline = [sum(f["timings_ms"].get(s, 0.0) for s in ("decode", "preprocess", "inference", "postprocess"))
                 for f in doc["frames"] if "timings_ms" in f]
     rt = (doc.get("realtime") or {}).get("latencies_ms") or []
     if pipeline or rt:
@@ -77,12 +79,11 @@ def write_plots(run: Any, doc: dict[str, Any], out: Path) -> list[str]:
         ax.legend()
         save(fig, "latency_hist.png")
 
-    if run.grid:
-        max_range = run.params.max_range
+    if grid:
         cols = ["RGB", "ground truth", "prediction", "AbsRel error", "range mask"]
-        fig, axes = plt.subplots(len(run.grid), len(cols), figsize=(3.2 * len(cols), 1.8 * len(run.grid) + 0.4),
+        fig, axes = plt.subplots(len(grid), len(cols), figsize=(3.2 * len(cols), 1.8 * len(grid) + 0.4),
                                  squeeze=False)
-        for row, s in zip(axes, run.grid):
+        for row, s in zip(axes, grid):
             err = None
             if s.gt is not None:
                 with np.errstate(invalid="ignore", divide="ignore"):

@@ -45,30 +45,37 @@ def exclusions(max_range: float) -> list[str]:
 
 
 def latency_summary(run: EvalRun) -> dict[str, Any]:
-    """Per-stage stats; the first frame (warm-up: allocation, kernel selection) is left out when
-    there are more."""
-    skip = 1 if len(run.frames) > 1 else 0
-    stages = {s: latency_summary_ms([1e3 * v for v in run.timings[s][skip:]]) for s in STAGES}
-    pipeline = [sum(run.timings[s][i] for s in PIPELINE_STAGES) for i in range(skip, len(run.frames))]
-    total = [sum(run.timings[s][i] for s in STAGES) for i in range(skip, len(run.frames))]
-    pipe = latency_summary_ms([1e3 * v for v in pipeline])
+    """Per-stage stats of an eval-bag run (:func:`stage_latency`)."""
+    return stage_latency([{s: 1e3 * run.timings[s][i] for s in STAGES} for i in range(len(run.frames))],
+                         PIPELINE_STAGES, run.wall_s)
+
+
+def stage_latency(frames_ms: list[dict[str, float]], pipeline_stages: tuple[str, ...],
+                  wall_s: float) -> dict[str, Any]:
+    """Per-stage stats of per-frame stage times (ms); the first frame (warm-up: allocation, kernel
+    selection) is left out when there are more."""
+    skip = 1 if len(frames_ms) > 1 else 0
+    kept = frames_ms[skip:]
+    names = list(frames_ms[0]) if frames_ms else list(pipeline_stages)
+    stages = {s: latency_summary_ms([f[s] for f in kept]) for s in names}
+    pipe = latency_summary_ms([sum(f[s] for s in pipeline_stages) for f in kept])
     return {
         "warmup_frames_excluded": skip,
         "stages_ms": stages,
         "pipeline_ms": pipe,  # decode + preprocess + inference + postprocess: the node's per-frame work
-        "total_ms": latency_summary_ms([1e3 * v for v in total]),
+        "total_ms": latency_summary_ms([sum(f.values()) for f in kept]),
         "pipeline_fps": (1e3 / pipe["mean"]) if pipe["mean"] else None,
-        "run_fps": (len(run.frames) / run.wall_s) if run.wall_s > 0 else None,
-        "wall_s": run.wall_s,
+        "run_fps": (len(frames_ms) / wall_s) if wall_s > 0 else None,
+        "wall_s": wall_s,
     }
 
 
-def _clean(value: Any) -> Any:
+def clean(value: Any) -> Any:
     """NaN / Inf -> None, numpy scalars -> Python (strict JSON)."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return v if math.isfinite(v) else None
@@ -133,7 +140,7 @@ def build_metrics(run: EvalRun) -> dict[str, Any]:
             doc["median_aligned"] = summary["median_aligned"]
         doc["error_vs_range"] = run.accumulator.error_vs_range()
     doc["frames"] = run.frames
-    return _clean(doc)
+    return clean(doc)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -171,67 +178,12 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
         lines.append(f"- {len(r['skipped_messages'])} undecodable message(s) skipped")
     lines.append("")
     if doc.get("abs_rel") is not None or "frame_mean" in doc:
-        lines += [
-            "## Metric depth (no alignment)",
-            "",
-            "Per-frame metrics averaged over frames (`frame_mean`, the top-level keys of metrics.json) and "
-            "over all pixels together (`pooled`). RMSE is the standard root of the mean squared error.",
-            "",
-            "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for key in ("frame_mean", "pooled"):
-            if key in doc:
-                v = doc[key]
-                lines.append(f"| {key} | " + " | ".join(_fmt(v[n]) for n in DEPTH_METRICS) + " |")
-        lines += ["", "### Per range band (ground truth range, pooled)", "",
-                  "| band | pixels | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for name, v in doc.get("bands", {}).items():
-            lines.append(f"| {name} | {v['pixels']} | " + " | ".join(_fmt(v[n]) for n in DEPTH_METRICS) + " |")
-        mk = doc.get("range_mask")
-        if mk:
-            lines += [
-                "", "### Range mask (positive = beyond range)", "",
-                "| precision | recall | IoU | accuracy | TP | FP | FN | TN |", "|---|---|---|---|---|---|---|---|",
-                f"| {_fmt(mk['precision'])} | {_fmt(mk['recall'])} | {_fmt(mk['iou'])} | {_fmt(mk['accuracy'])} | "
-                f"{mk['tp']} | {mk['fp']} | {mk['fn']} | {mk['tn']} |",
-            ]
-        if "median_aligned" in doc:
-            a = doc["median_aligned"]
-            lines += [
-                "", "### With per-frame median scale alignment (NOT metric; for comparison only)", "",
-                f"Scale median(gt)/median(pred): median {_fmt(a['scale_median'], 3)}, "
-                f"range {_fmt(a['scale_min'], 3)}–{_fmt(a['scale_max'], 3)}.", "",
-                "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
-            for key in ("frame_mean", "pooled"):
-                lines.append(f"| {key} | " + " | ".join(_fmt(a[key][n]) for n in DEPTH_METRICS) + " |")
-        px = doc.get("pixels", {})
-        lines += ["", "### Exclusions", ""] + [f"- {e}" for e in doc["exclusions"]]
-        if px:
-            lines.append(
-                f"- pixels: {px['total']} total, {px['evaluated']} evaluated, {px['gt_beyond_range']} GT beyond range, "
-                f"{px['pred_invalid_on_valid_gt']} NaN predictions on valid GT, "
-                f"{px['pred_beyond_range_on_valid_gt']} beyond-range predictions on valid GT"
-            )
+        lines += depth_sections(doc)
     else:
         why = r.get("ground_truth_problem")
         lines += ["## Metric depth", "", f"No ground truth: accuracy not measured{f' ({why})' if why else ''}."]
-    lat = doc["latency"]
-    lines += [
-        "", "## Latency (offline run)", "",
-        f"Per frame, first {lat['warmup_frames_excluded']} frame(s) left out as warm-up. "
-        f"Pipeline (decode + preprocess + inference + postprocess, what the node does per frame): "
-        f"mean {_fmt(lat['pipeline_ms']['mean'], 1)} ms = {_fmt(lat['pipeline_fps'], 2)} frames/s; "
-        f"whole run incl. bag reading, output bag and metrics: {_fmt(lat['run_fps'], 2)} frames/s "
-        f"({_fmt(lat['wall_s'], 1)} s).", "",
-        "| stage | mean ms | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|",
-    ]
-    for stage, s in lat["stages_ms"].items():
-        lines.append(f"| {stage} | {_fmt(s['mean'], 2)} | {_fmt(s['p50'], 2)} | {_fmt(s['p95'], 2)} | "
-                     f"{_fmt(s['p99'], 2)} | {_fmt(s['max'], 2)} |")
+    lines += latency_section(doc["latency"], "decode + preprocess + inference + postprocess",
+                             "bag reading, output bag and metrics")
     rt = doc.get("realtime")
     if rt:
         lines += ["", "## Real-time replay through the node", ""]
@@ -271,6 +223,74 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def depth_sections(doc: dict[str, Any]) -> list[str]:
+    """Markdown of the standard metrics of a metrics.json document (eval-bag and eval-dataset)."""
+    lines = [
+        "## Metric depth (no alignment)",
+        "",
+        "Per-frame metrics averaged over frames (`frame_mean`, the top-level keys of metrics.json) and "
+        "over all pixels together (`pooled`). RMSE is the standard root of the mean squared error.",
+        "",
+        "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("frame_mean", "pooled"):
+        if key in doc:
+            v = doc[key]
+            lines.append(f"| {key} | " + " | ".join(_fmt(v[n]) for n in DEPTH_METRICS) + " |")
+    lines += ["", "### Per range band (ground truth range, pooled)", "",
+              "| band | pixels | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, v in doc.get("bands", {}).items():
+        lines.append(f"| {name} | {v['pixels']} | " + " | ".join(_fmt(v[n]) for n in DEPTH_METRICS) + " |")
+    mk = doc.get("range_mask")
+    if mk:
+        lines += [
+            "", "### Range mask (positive = beyond range)", "",
+            "| precision | recall | IoU | accuracy | TP | FP | FN | TN |", "|---|---|---|---|---|---|---|---|",
+            f"| {_fmt(mk['precision'])} | {_fmt(mk['recall'])} | {_fmt(mk['iou'])} | {_fmt(mk['accuracy'])} | "
+            f"{mk['tp']} | {mk['fp']} | {mk['fn']} | {mk['tn']} |",
+        ]
+    if "median_aligned" in doc:
+        a = doc["median_aligned"]
+        lines += [
+            "", "### With per-frame median scale alignment (NOT metric; for comparison only)", "",
+            f"Scale median(gt)/median(pred): median {_fmt(a['scale_median'], 3)}, "
+            f"range {_fmt(a['scale_min'], 3)}–{_fmt(a['scale_max'], 3)}.", "",
+            "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for key in ("frame_mean", "pooled"):
+            lines.append(f"| {key} | " + " | ".join(_fmt(a[key][n]) for n in DEPTH_METRICS) + " |")
+    px = doc.get("pixels", {})
+    lines += ["", "### Exclusions", ""] + [f"- {e}" for e in doc["exclusions"]]
+    if px:
+        lines.append(
+            f"- pixels: {px['total']} total, {px['evaluated']} evaluated, {px['gt_beyond_range']} GT beyond range, "
+            f"{px['pred_invalid_on_valid_gt']} NaN predictions on valid GT, "
+            f"{px['pred_beyond_range_on_valid_gt']} beyond-range predictions on valid GT"
+        )
+    return lines
+
+
+def latency_section(lat: dict[str, Any], pipeline: str, whole: str) -> list[str]:
+    """Markdown of a latency summary; ``pipeline`` names the stages of the per-frame work, ``whole``
+    what the whole-run rate includes besides."""
+    lines = [
+        "", "## Latency (offline run)", "",
+        f"Per frame, first {lat['warmup_frames_excluded']} frame(s) left out as warm-up. "
+        f"Pipeline ({pipeline}, what the node does per frame): "
+        f"mean {_fmt(lat['pipeline_ms']['mean'], 1)} ms = {_fmt(lat['pipeline_fps'], 2)} frames/s; "
+        f"whole run incl. {whole}: {_fmt(lat['run_fps'], 2)} frames/s "
+        f"({_fmt(lat['wall_s'], 1)} s).", "",
+        "| stage | mean ms | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|",
+    ]
+    for stage, s in lat["stages_ms"].items():
+        lines.append(f"| {stage} | {_fmt(s['mean'], 2)} | {_fmt(s['p50'], 2)} | {_fmt(s['p95'], 2)} | "
+                     f"{_fmt(s['p99'], 2)} | {_fmt(s['max'], 2)} |")
+    return lines
+
+
 def write_report(run: EvalRun, report_dir: Path, plots: bool = True) -> dict[str, Any]:
     """Write metrics.json, report.md and the plots; returns the metrics document."""
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +299,7 @@ def write_report(run: EvalRun, report_dir: Path, plots: bool = True) -> dict[str
     if plots:
         from dap_ros.evaluation.plots import write_plots
 
-        written = write_plots(run, doc, report_dir)
+        written = write_plots(doc, run.grid, run.params.max_range, report_dir)
     doc["plots"] = [Path(p).name for p in written]
     (report_dir / "metrics.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     (report_dir / "report.md").write_text(render_markdown(doc, written), encoding="utf-8")

@@ -88,13 +88,13 @@ def output_namespace(image_topic: str) -> str:
     return "/" + "/".join(parts[:-1]) if len(parts) > 1 else ""
 
 
-def _grid_picks(expected: int, count: int) -> set[int]:
+def grid_picks(expected: int, count: int) -> set[int]:
     if expected <= 0 or count <= 0:
         return set()
     return {int(i) for i in np.linspace(0, expected - 1, min(count, expected)).round()}
 
 
-def _thumb(image: np.ndarray, max_width: int = 512) -> np.ndarray:
+def thumbnail(image: np.ndarray, max_width: int = 512) -> np.ndarray:
     step = max(1, image.shape[1] // max_width)
     return np.ascontiguousarray(image[::step, ::step])
 
@@ -220,7 +220,7 @@ def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, outputs: Any, 
     from tqdm import tqdm
 
     p, options = run.params, run.options
-    picks = _grid_picks(source.expected_frames, options.grid_frames)
+    picks = grid_picks(source.expected_frames, options.grid_frames)
     output_size = None if p.output_size == "input" else tuple(predictor.input_size)
     progress = tqdm(total=source.expected_frames, unit="frame", desc="dap-ros eval-bag",
                     disable=not options.progress, dynamic_ncols=True)
@@ -296,8 +296,9 @@ def _loop(run: EvalRun, source: bags.FrameSource, predictor: Any, outputs: Any, 
             record["timings_ms"] = {k: v * 1e3 for k, v in stage_s.items()}
             run.frames.append(record)
             if frame.index in picks:
-                run.grid.append(GridSample(frame.index, _thumb(np.asarray(rgb)), None if gt_m is None else _thumb(gt_m),
-                                           _thumb(result.range_m), _thumb(result.in_range)))
+                gt_thumb = None if gt_m is None else thumbnail(gt_m)
+                run.grid.append(GridSample(frame.index, thumbnail(np.asarray(rgb)), gt_thumb,
+                                           thumbnail(result.range_m), thumbnail(result.in_range)))
             progress.update(1)
             if "abs_rel" in record and record["abs_rel"] is not None:
                 progress.set_postfix(abs_rel=f"{record['abs_rel']:.3f}", refresh=False)
