@@ -29,7 +29,7 @@ ROS = [
 EXTRAS = {
     "ros": ROS,
     "onnx": ["onnx>=1.18", "onnxruntime>=1.18", "onnxscript>=0.5", "onnx-ir>=0.1"],
-    "eval": ["rosbags>=0.11,<0.12", "matplotlib>=3.7"],
+    "eval": ["rosbags>=0.11,<0.12", "matplotlib>=3.7", "opencv-python-headless>=4.8,<5"],
     "train": ["matplotlib>=3.7", "tensorboard>=2.14"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "matplotlib>=3.7"],
     # compiled point-cloud kernel for the node (dap_ros/ros/cloud_jit.py); numpy path without it

@@ -11,6 +11,7 @@ from dap_ros.cli import (
     build_engine,
     demo,
     eval_bag,
+    eval_dataset,
     export_onnx,
     fisheye_calibrate,
     fisheye_to_erp,
@@ -20,8 +21,8 @@ from dap_ros.cli import (
 )
 from dap_ros.errors import DapError
 
-SUBCOMMANDS = (demo, infer, eval_bag, make_bag, fisheye_to_erp, fisheye_calibrate, make_self_mask, export_onnx,
-               build_engine, bench)
+SUBCOMMANDS = (demo, infer, eval_bag, eval_dataset, make_bag, fisheye_to_erp, fisheye_calibrate, make_self_mask,
+               export_onnx, build_engine, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

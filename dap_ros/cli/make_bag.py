@@ -21,8 +21,13 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("output", type=Path,
                         help="bag to create: a rosbag2 folder, or one storage file for a NAME.mcap / NAME.db3 name")
-    parser.add_argument("--images", nargs="+", type=Path, required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", type=Path,
                         help="image files (in this order) or folders (their images, sorted by name)")
+    source.add_argument("--dataset", nargs=2, metavar=("NAME", "ROOT"),
+                        help="a dataset in its published layout (stanford2d3d, matterport3d, deep360, insta23k, "
+                             "list) with --split: read as eval-dataset reads it (docs/evaluation.md)")
+    parser.add_argument("--split", type=Path, help="with --dataset: the split file ('RGB DEPTH' per line)")
     parser.add_argument("--gt", nargs="+", type=Path, default=[],
                         help="ground-truth files, one per image in the same order, or one folder matched by stem")
     parser.add_argument("--gt-stem-replace", nargs=2, metavar=("OLD", "NEW"),
@@ -48,15 +53,27 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dap_ros.evaluation.makebag import list_images, make_bag, pair_ground_truth
+    from dap_ros.errors import ConfigError
+    from dap_ros.evaluation.datasets import DATASETS
+    from dap_ros.evaluation.makebag import dataset_frames, file_frames, list_images, pair_ground_truth, write_bag
 
-    images = list_images(args.images)
-    gts = pair_ground_truth(images, args.gt, tuple(args.gt_stem_replace) if args.gt_stem_replace else None)
-    made = make_bag(
-        images, gts, args.output, storage=args.storage, image_topic=args.image_topic, gt_topic=args.gt_topic,
-        compressed=args.compressed, gt_encoding=args.gt_encoding, png_scale=args.png_scale, rate_hz=args.rate,
-        start_time_s=args.start_time, frame_id=args.frame_id, distro=args.ros_distro, overwrite=args.overwrite,
-        progress=not args.no_progress,
+    if args.dataset:
+        name, root = args.dataset
+        if name not in DATASETS:
+            raise ConfigError(f"--dataset: unknown dataset {name!r}; one of {', '.join(DATASETS)}")
+        if args.split is None or args.gt:
+            raise ConfigError("--dataset NAME ROOT takes its images and ground truth from --split FILE (and no --gt)")
+        frames = dataset_frames(name, Path(root), args.split)
+    else:
+        if args.split is not None:
+            raise ConfigError("--split goes with --dataset NAME ROOT")
+        images = list_images(args.images)
+        gts = pair_ground_truth(images, args.gt, tuple(args.gt_stem_replace) if args.gt_stem_replace else None)
+        frames = file_frames(images, gts, args.png_scale)
+    made = write_bag(
+        frames, args.output, storage=args.storage, image_topic=args.image_topic, gt_topic=args.gt_topic,
+        compressed=args.compressed, gt_encoding=args.gt_encoding, rate_hz=args.rate, start_time_s=args.start_time,
+        frame_id=args.frame_id, distro=args.ros_distro, overwrite=args.overwrite, progress=not args.no_progress,
     )
     print(
         f"dap-ros make-bag: {made.frames} frames ({made.frames_with_gt} with ground truth) -> {made.path} "

@@ -1,16 +1,19 @@
-"""Folder of ERP images (+ optional ground-truth depth files) -> a ROS 2 bag for ``eval-bag``.
+"""ERP images (+ optional ground-truth depth) -> a ROS 2 bag for ``eval-bag``.
 
-Ground truth files: ``.npy`` (metres, float), ``.exr`` (metres; values >= 1e9 are invalid), or a
-16-bit ``.png`` divided by ``png_scale`` (units per metre: 1000 = millimetres, Stanford2D3D 512;
-0 = invalid). In the bag they become ``32FC1`` metres (NaN invalid, +Inf kept) or ``16UC1``
-millimetres (0 invalid). Messages are rosbags-native (no rclpy needed).
+Two sources: image files with ground-truth files (``.npy`` metres, ``.exr`` metres with values >=
+1e9 invalid, or a 16-bit ``.png`` divided by ``png_scale``, 0 = invalid), or a dataset in its
+published layout with its split file (:mod:`dap_ros.evaluation.datasets`: Stanford2D3D's missing
+codes, Deep360's Cassini projection, ...), read exactly as ``eval-dataset --protocol standard``
+reads it. In the bag the ground truth becomes ``32FC1`` metres (NaN invalid, +Inf kept) or
+``16UC1`` millimetres (0 invalid). Messages are rosbags-native (no rclpy needed).
 """
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +94,33 @@ def load_ground_truth(path: Path, png_scale: float = 1000.0) -> np.ndarray:
     raise DapError(f"{path}: ground truth must be .npy (metres), .exr or a 16-bit .png")
 
 
+@dataclass(frozen=True)
+class BagFrame:
+    """One image of the bag to write: its file, and how to read its pixels and ground truth."""
+
+    source: Path
+    read_rgb: Callable[[], np.ndarray]
+    read_gt: Callable[[], np.ndarray] | None = None
+    as_stored: bool = True  # the file's pixels go into the bag unchanged (a JPEG may be passed through)
+
+
+def file_frames(images: list[Path], gts: list[Path | None], png_scale: float = 1000.0) -> list[BagFrame]:
+    """Frames of image files and their ground-truth files (None: no ground truth)."""
+    from dap_ros.io import load_rgb
+
+    return [BagFrame(image, partial(load_rgb, image), None if gt is None else partial(load_ground_truth, gt, png_scale))
+            for image, gt in zip(images, gts)]
+
+
+def dataset_frames(dataset: str, root: Path, split: Path) -> list[BagFrame]:
+    """Frames of a dataset's split file, read as eval-dataset's standard protocol reads them."""
+    from dap_ros.evaluation import datasets
+
+    return [BagFrame(s.rgb, partial(datasets.read_rgb, dataset, s), partial(datasets.ground_truth, dataset, s),
+                     as_stored=dataset != "deep360")
+            for s in datasets.read_split(dataset, root, split)]
+
+
 @dataclass
 class MadeBag:
     path: Path
@@ -109,9 +139,14 @@ def check_stamps(start_time_s: float, rate_hz: float, frames: int) -> None:
                        f"stamp lies in [0, {MAX_STAMP_S}] s since the epoch")
 
 
-def make_bag(
-    images: list[Path],
-    gts: list[Path | None],
+def make_bag(images: list[Path], gts: list[Path | None], output: Path, *, png_scale: float = 1000.0,
+             **options) -> MadeBag:
+    """Image files and their ground-truth files -> a bag (:func:`write_bag`'s options)."""
+    return write_bag(file_frames(images, gts, png_scale), output, **options)
+
+
+def write_bag(
+    frames: list[BagFrame],
     output: Path,
     *,
     storage: str | None = None,
@@ -119,7 +154,6 @@ def make_bag(
     gt_topic: str = "/camera/depth_gt",
     compressed: str | None = None,  # None: sensor_msgs/Image rgb8; "jpeg" / "png": CompressedImage
     gt_encoding: str = "32FC1",
-    png_scale: float = 1000.0,
     rate_hz: float = 10.0,
     start_time_s: float = 1_700_000_000.0,
     frame_id: str = "camera",
@@ -130,18 +164,17 @@ def make_bag(
     from PIL import Image
     from tqdm import tqdm
 
-    from dap_ros.io import load_rgb
     from dap_ros.io.depth_files import range_to_mm
 
     if not (math.isfinite(rate_hz) and rate_hz > 0):
         raise DapError(f"--rate must be > 0 Hz, got {rate_hz}")
-    check_stamps(start_time_s, rate_hz, len(images))
+    check_stamps(start_time_s, rate_hz, len(frames))
     if gt_encoding not in ("32FC1", "16UC1"):
         raise DapError(f"ground-truth encoding must be 32FC1 or 16UC1, got {gt_encoding!r}")
     if compressed not in (None, "jpeg", "png"):
         raise DapError(f"compressed format must be jpeg or png, got {compressed!r}")
     qos = bags.qos_profile("reliable", 10)
-    has_gt = any(g is not None for g in gts)
+    has_gt = any(f.read_gt is not None for f in frames)
     with bags.BagWriter(output, storage, distro=distro, overwrite=overwrite) as writer:
         ts = writer.typestore
         writer.add_topic(image_topic, bags.COMPRESSED if compressed else bags.IMAGE, qos)
@@ -150,15 +183,14 @@ def make_bag(
         start_ns = int(round(start_time_s * 1e9))
         period_ns = int(round(1e9 / rate_hz))
         n_gt = 0
-        for i, (image_path, gt_path) in enumerate(tqdm(list(zip(images, gts)), unit="image", desc="dap-ros make-bag",
-                                                        disable=not progress)):
+        for i, frame in enumerate(tqdm(frames, unit="image", desc="dap-ros make-bag", disable=not progress)):
             stamp = start_ns + i * period_ns
-            rgb = load_rgb(image_path)
+            rgb = frame.read_rgb()
             if compressed:
-                suffix = image_path.suffix.lower()
-                passthrough = suffix in {"jpeg": (".jpg", ".jpeg"), "png": (".png",)}.get(compressed, ())
+                suffix = frame.source.suffix.lower()
+                passthrough = frame.as_stored and suffix in {"jpeg": (".jpg", ".jpeg"), "png": (".png",)}[compressed]
                 if passthrough:
-                    data = image_path.read_bytes()  # the camera's own bytes, no second compression
+                    data = frame.source.read_bytes()  # the camera's own bytes, no second compression
                 else:
                     buf = io.BytesIO()
                     Image.fromarray(rgb).save(buf, format="JPEG" if compressed == "jpeg" else "PNG", quality=95)
@@ -168,8 +200,8 @@ def make_bag(
             else:
                 msg = bags.image_message(ts, stamp, frame_id, rgb, "rgb8")
                 writer.write(image_topic, stamp, writer.serialize(msg, bags.IMAGE))
-            if gt_path is not None:
-                depth = load_ground_truth(gt_path, png_scale)
+            if frame.read_gt is not None:
+                depth = frame.read_gt()
                 if gt_encoding == "16UC1":
                     gt_msg = bags.image_message(ts, stamp, frame_id, range_to_mm(depth), "16UC1")
                 else:
@@ -177,4 +209,4 @@ def make_bag(
                 writer.write(gt_topic, stamp, writer.serialize(gt_msg, bags.IMAGE))
                 n_gt += 1
         storage_used = writer.storage
-    return MadeBag(output, storage_used, len(images), n_gt, image_topic, gt_topic if has_gt else None)
+    return MadeBag(output, storage_used, len(frames), n_gt, image_topic, gt_topic if has_gt else None)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
     "DEPTH_METRICS",
     "RANGE_BANDS",
     "DepthStats",
+    "FrameMetrics",
     "MaskStats",
     "MetricsAccumulator",
     "band_name",
@@ -219,6 +220,31 @@ class FrameMetrics:
     pred_invalid: int  # GT valid but prediction NaN (excluded from depth metrics)
     pred_beyond_on_valid: int  # GT valid but prediction +Inf (scored as max_range)
     error_hist: np.ndarray | None = field(default=None, repr=False)  # (len(bins)-1, 2): n, sum abs_rel
+
+    def to_dict(self) -> dict:
+        """Plain JSON values; :meth:`from_dict` restores an equal FrameMetrics (a resumed run's)."""
+        return {
+            "depth": asdict(self.depth),
+            "bands": {name: asdict(stats) for name, stats in self.bands.items()},
+            "mask": asdict(self.mask),
+            "aligned": None if self.aligned is None else asdict(self.aligned),
+            "scale": self.scale,
+            "counts": [self.gt_pixels, self.gt_valid, self.gt_beyond, self.pred_invalid, self.pred_beyond_on_valid],
+            "error_hist": None if self.error_hist is None else self.error_hist.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FrameMetrics:
+        hist = data["error_hist"]
+        return cls(
+            DepthStats(**data["depth"]),
+            {name: DepthStats(**stats) for name, stats in data["bands"].items()},
+            MaskStats(**data["mask"]),
+            None if data["aligned"] is None else DepthStats(**data["aligned"]),
+            data["scale"],
+            *data["counts"],
+            error_hist=None if hist is None else np.asarray(hist, dtype=np.float64),
+        )
 
     def summary(self) -> dict[str, float | int | None]:
         out: dict[str, float | int | None] = dict(self.depth.metrics())

@@ -212,6 +212,18 @@ class DepthPredictor:
         return DepthResult(range_m=range_m, in_range=in_range, timings=timings, source_rgb=sources[0],
                            filtered=filtered, colors=colors)
 
+    @torch.inference_mode()
+    def network_outputs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's own outputs for a uint8 RGB panorama already at the network size: float32
+        (h, w) depth / 100 m and beyond-range probability, before any post-processing (for
+        evaluation protocols that define their own, such as the paper's)."""
+        self.check_image(rgb)
+        if rgb.shape[:2] != tuple(self.input_size) or not self.camera.identity:
+            raise ImageError(f"network_outputs takes a level panorama of the network size {self.input_size}, "
+                             f"got {rgb.shape[1]}x{rgb.shape[0]}")
+        depth, mask = self.runner(self.preprocessor(rgb))
+        return depth[0, 0].float().cpu().numpy(), mask[0, 0].float().cpu().numpy()
+
     def _filter(self, range_t: torch.Tensor, in_range_t: torch.Tensor, size: tuple[int, int], view: np.ndarray,
                 sources: list[np.ndarray]) -> int:
         """Invalidate (NaN) the pixels no lens sees, the self mask's and those inside the body box."""
