@@ -91,7 +91,12 @@ def parse_scale(token: str, where: str = "scale") -> float:
     units = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001}
     t = token.strip().lower()
     try:
-        value = units[t] if t in units else 1.0 / float(t[1:]) if t.startswith("/") else float(t.lstrip("*"))
+        if t in units:
+            value = units[t]
+        elif t.startswith("/"):
+            value = 1.0 / float(t[1:])
+        else:
+            value = float(t[1:] if t.startswith("*") else t)
     except (ValueError, ZeroDivisionError):
         raise ConfigError(f"{where}: bad depth scale {token!r}: use m, cm, mm, /N, *N or a number") from None
     if not (np.isfinite(value) and value > 0):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from dap_ros.errors import ConfigError
+from dap_ros.evaluation.datasets import parse_scale
 from dap_ros.geometry import ray_directions
-from training.data import build_dataset, parse_scale
-from training.data.cassini import cassini_rays, cassini_to_erp
-from training.data.sample import nearest_indices
+from dap_ros.geometry.cassini import cassini_grid, cassini_to_erp
+from training.data import build_dataset, read_list_file
+from training.data.sample import nearest_indices, normalize_image
 
 H, W = 8, 16
 
@@ -115,24 +118,70 @@ def test_resize_uses_nearest_for_depth(tmp_path):
 # ---------------------------------------------------------------- Deep360 / Cassini
 
 
-def test_cassini_rays_match_the_erp_geometry():
-    """Cassini pixel chosen for each ERP pixel looks (nearly) the same way: within one Cassini pixel."""
-    ch, cw = 64, 32
+def _official_cassini_rays(row, col, ch, cw):
+    """Unit rays (..., 3), REP 103, of (continuous) Cassini pixel coordinates on the official loader's grid.
+
+    The inverse of the mapping in dap_ros/geometry/cassini.py: the loader samples x = -phi_c / (pi/2),
+    y = -theta_c / pi with align_corners=True, i.e. column (x + 1) / 2 (Wc - 1) and row (y + 1) / 2 (Hc - 1),
+    so column c holds phi_c = pi/2 - pi c / (Wc - 1) and row r holds theta_c = pi - 2 pi r / (Hc - 1) (the
+    first and last rows / columns sit ON the edges: not pixel centres). With an ERP ray
+    d = (cos phi cos theta, cos phi sin theta, sin phi) its formulas read phi_c = asin(d_y) and
+    theta_c = atan2(d_z, d_x), hence d = (cos phi_c cos theta_c, sin phi_c, cos phi_c sin theta_c).
+    """
+    theta_c = math.pi - 2.0 * math.pi * np.asarray(row, np.float64) / (ch - 1)
+    phi_c = math.pi / 2 - math.pi * np.asarray(col, np.float64) / (cw - 1)
+    theta_c, phi_c = np.broadcast_arrays(theta_c, phi_c)
+    return np.stack([np.cos(phi_c) * np.cos(theta_c), np.sin(phi_c), np.cos(phi_c) * np.sin(theta_c)], -1)
+
+
+def _official_cassini_image_rays(ch, cw):
+    """Rays (Hc, Wc, 3) of every pixel of a Cassini image, official grid (to render a scene in Cassini)."""
+    return _official_cassini_rays(np.arange(ch)[:, None], np.arange(cw)[None, :], ch, cw)
+
+
+def _unit_erp_rays(h, w):
+    rays = ray_directions(h, w).astype(np.float64)
+    return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+
+
+def _angle(a, b):
+    return np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0))
+
+
+@pytest.mark.parametrize("ch", [64, 128])
+def test_official_cassini_grid_matches_the_erp_rays(ch):
+    """The official Cassini grid, read back as rays, is the ERP's pixel-centre rays; nearest picks a
+    Cassini pixel within half a grid cell of each."""
+    cw = ch // 2
+    rays_e = _unit_erp_rays(cw, ch)
+    # continuous sampling points of every ERP pixel centre: the same rays up to the float32 rounding of
+    # the grid (normalised coordinates ~6e-8; asin near the Cassini poles amplifies that to < 1e-5 rad)
+    gx, gy = cassini_grid(cw, ch)
+    col = (gx.astype(np.float64) + 1.0) / 2.0 * (cw - 1)
+    row = (gy.astype(np.float64) + 1.0) / 2.0 * (ch - 1)
+    assert _angle(_official_cassini_rays(row, col, ch, cw), rays_e).max() < 1e-5
+    # nearest: |drow|, |dcol| <= 1/2 of the grid's steps 2 pi / (Hc - 1) (theta_c) and pi / (Wc - 1) (phi_c);
+    # a theta_c step turns the ray by cos(phi_c) times it, so the angle is within half a cell diagonal
     idx = np.arange(ch * cw).reshape(ch, cw)
     picked = cassini_to_erp(idx, mode="nearest")
     assert picked.shape == (cw, ch)
-    rays_c = cassini_rays(ch, cw).reshape(-1, 3)[picked]
-    rays_e = ray_directions(cw, ch).astype(np.float64)
-    rays_e /= np.linalg.norm(rays_e, axis=-1, keepdims=True)
-    ang = np.arccos(np.clip((rays_c * rays_e).sum(-1), -1, 1))
-    assert ang.max() <= math.pi / cw * math.sqrt(0.5) + 1e-9  # half a pixel diagonal
-    # the Cassini centre row / column looks forward; left column looks left (+y)
-    c = cassini_rays(ch, cw)
-    assert c[ch // 2, cw // 2, 0] > 0.99 and c[ch // 2, 0, 1] > 0.99 and c[ch // 4, cw // 2, 2] > 0.99
+    rays_c = _official_cassini_image_rays(ch, cw).reshape(-1, 3)[picked]
+    half_diagonal = 0.5 * math.hypot(2.0 * math.pi / (ch - 1), math.pi / (cw - 1))
+    ang = _angle(rays_c, rays_e)
+    assert ang.max() <= half_diagonal * (1 + 1e-4)
+    # anchor: the 2 x 2 ERP pixels around the forward direction sample the 2 x 2 Cassini pixels around
+    # its centre (theta_c = 0 between rows Hc/2 - 1 and Hc/2, phi_c = 0 between columns Wc/2 - 1 and
+    # Wc/2), in the same arrangement: up-left (+z, +y) to up-left
+    np.testing.assert_array_equal(picked[cw // 2 - 1:cw // 2 + 1, ch // 2 - 1:ch // 2 + 1],
+                                  idx[ch // 2 - 1:ch // 2 + 1, cw // 2 - 1:cw // 2 + 1])
+    rays_cas = _official_cassini_image_rays(ch, cw)
+    np.testing.assert_allclose(rays_cas[:, 0], np.broadcast_to([0.0, 1.0, 0.0], (ch, 3)), atol=1e-12)
+    np.testing.assert_allclose(rays_cas[0, cw // 2], rays_cas[-1, cw // 2], atol=1e-12)  # both look back
 
 
 def test_deep360_cassini_depth_to_erp_on_an_analytic_scene(tmp_path):
-    """Render the same analytic room in Cassini and ERP; the converted Cassini range matches."""
+    """Render the same analytic room in Cassini (official grid) and in ERP; the Deep360 loader's
+    nearest-resampled range matches the ERP render."""
     from training.data.synthetic import Material, Primitive, Scene, render_rays, render_scene
 
     scene = Scene("indoor", (1.3, 1.1, 1.4), 0.0,
@@ -140,7 +189,8 @@ def test_deep360_cassini_depth_to_erp_on_an_analytic_scene(tmp_path):
                    Primitive("sphere", 0, center=(3.5, 1.5, 1.0), radius=0.6)],
                   [Material("plain", (0.5, 0.5, 0.5))], light_pos=(2, 1, 2.6))
     ch, cw = 128, 64
-    _, t_cas = render_rays(scene, torch.from_numpy(cassini_rays(ch, cw).reshape(-1, 3)), shadows=False)
+    _, t_cas = render_rays(scene, torch.from_numpy(_official_cassini_image_rays(ch, cw).reshape(-1, 3)),
+                           shadows=False)
     cas = t_cas.numpy().reshape(ch, cw).astype(np.float32)
     np.savez(tmp_path / "000000_depth.npz", cas)
     _save_png(tmp_path / "000000_rgb.png", _rgb(ch, cw))
@@ -150,12 +200,40 @@ def test_deep360_cassini_depth_to_erp_on_an_analytic_scene(tmp_path):
     s = ds[0]
     assert s["domain"] == "outdoor" and s["valid"].all()
     got = s["depth"][0].numpy() * 100.0
+    np.testing.assert_allclose(got, cassini_to_erp(cas, mode="nearest"), rtol=1e-6)  # the dap_ros resampling
     exact = render_scene(scene, cw, ch, dtype=torch.float64, noise=0)["range_m"]
     rel = np.abs(got - exact) / exact
+    # the sampled ray is off by <= half a grid cell (0.035 rad here): on the room's walls (>= 1.1 m away,
+    # grazing at worst near corners) that moves the range by a few percent at most; only pixels whose
+    # ray and its Cassini neighbour hit different surfaces (sphere silhouette, room edges) differ more
     assert np.median(rel) < 0.01
-    assert np.mean(rel < 0.05) > 0.95  # only pixels at depth edges differ more (nearest sampling)
+    assert np.mean(rel < 0.05) > 0.95
     # every converted value is a value of the Cassini image (nearest, never blended)
     assert np.isin(got.astype(np.float32) / 100.0, (cas / 100.0).astype(np.float32)).mean() > 0.99
+
+
+def test_deep360_rgb_is_the_official_bilinear_resampling_of_a_smooth_pattern(tmp_path):
+    """An RGB pattern that is a smooth function of the ray, drawn in Cassini on the official grid, comes
+    out of the Deep360 loader as the same function of the ERP rays (bilinear + uint8 truncation)."""
+    ch, cw = 128, 64
+
+    def pattern(rays):  # linear in the ray: x, y, z -> R, G, B in [0, 255]
+        return 127.5 * (1.0 + rays)
+
+    cas_rgb = np.floor(pattern(_official_cassini_image_rays(ch, cw)) + 0.5).astype(np.uint8)
+    erp = cassini_to_erp(cas_rgb, mode="bilinear")
+    assert erp.shape == (cw, ch, 3) and erp.dtype == np.uint8
+    err = erp.astype(np.float64) - pattern(_unit_erp_rays(cw, ch))
+    # 0.5 from the Cassini image's own rounding, < 1 from truncating the blend, and the curvature of the
+    # rays within a cell (step <= 0.1 rad: 127.5 * 0.1**2 / 8 < 0.2)
+    assert err.max() < 0.5 + 0.2 and err.min() > -1.5 - 0.2
+    _save_png(tmp_path / "r.png", cas_rgb)
+    np.savez(tmp_path / "d.npz", np.full((ch, cw), 5.0, np.float32))
+    (tmp_path / "l.txt").write_text("r.png d.npz\n")
+    ds = build_dataset({"type": "deep360", "root": str(tmp_path), "split_file": str(tmp_path / "l.txt"),
+                        "height": cw, "width": ch})
+    expected = normalize_image(torch.from_numpy(erp).permute(2, 0, 1).float() / 255.0)
+    torch.testing.assert_close(ds[0]["image"], expected, rtol=0, atol=1e-6)  # the loader uses exactly that
 
 
 def test_deep360_beyond_and_rgb_shape(tmp_path):
@@ -179,12 +257,21 @@ def test_deep360_beyond_and_rgb_shape(tmp_path):
 # ---------------------------------------------------------------- generic list format
 
 
-def test_parse_scale():
+def test_list_format_scale_tokens(tmp_path):
+    """The list format's SCALE column is dap_ros.evaluation.datasets.parse_scale (one implementation);
+    a bad token names the list file and line."""
     assert parse_scale("m") == 1.0 and parse_scale("mm") == 0.001 and parse_scale("cm") == 0.01
     assert parse_scale("/512") == 1 / 512 and parse_scale("*0.001") == 0.001 and parse_scale("0.25") == 0.25
     for bad in ("/0", "km", "-1", "*nan"):
         with pytest.raises(ValueError):
             parse_scale(bad)
+        lf = tmp_path / "l.txt"
+        lf.write_text(f"# header\nrgb.png d.png mm\nrgb.png d.png {bad}\n")
+        with pytest.raises(ConfigError, match=f"l.txt:3.*{re.escape(repr(bad))}"):
+            read_list_file(lf)
+    lf.write_text("rgb.png d.png /512\n")
+    (item,) = read_list_file(lf)
+    assert item.depth.endswith("d.png")
 
 
 def test_list_format_units_masks_and_domain(tmp_path):

@@ -17,7 +17,6 @@ from training.data.datasets import (
     SampleError,
     SyntheticDataset,
     build_dataset,
-    parse_scale,
     read_list_file,
 )
 from training.data.sample import MIN_DEPTH, collate, make_sample
@@ -33,7 +32,6 @@ __all__ = [
     "build_dataset",
     "collate",
     "make_sample",
-    "parse_scale",
     "read_list_file",
     "MIN_DEPTH",
 ]

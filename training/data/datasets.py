@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
+from dap_ros.evaluation.datasets import parse_scale
+from dap_ros.geometry.cassini import cassini_to_erp, is_cassini_shape
 from training.data.augment import AugmentConfig
 from training.data.sample import make_sample
 
@@ -359,10 +361,10 @@ def _matterport_decode(path: str) -> tuple[np.ndarray, dict]:
 
 
 def _deep360_decode(path: str) -> tuple[np.ndarray, dict]:
-    from training.data.cassini import cassini_to_erp
-
+    """Deep360 ``.npz`` (Cassini, metres) -> ERP range on the official loader's grid, nearest (values
+    are copied, never blended across an edge); see :mod:`dap_ros.geometry.cassini`."""
     r = read_npz_depth(path)
-    if abs(r.shape[0] / max(r.shape[1], 1) - 2.0) > 2.0 * ASPECT_TOLERANCE:
+    if not is_cassini_shape(r.shape, ASPECT_TOLERANCE):
         raise SampleError(f"Deep360 depth is {r.shape[1]}x{r.shape[0]}, expected a 1:2 Cassini image")
     r = r.astype(np.float32)
     r[~(r > 0) & ~np.isposinf(r)] = np.nan
@@ -370,9 +372,8 @@ def _deep360_decode(path: str) -> tuple[np.ndarray, dict]:
 
 
 def _deep360_rgb(rgb: np.ndarray) -> np.ndarray:
-    from training.data.cassini import cassini_to_erp
-
-    if abs(rgb.shape[0] / max(rgb.shape[1], 1) - 2.0) > 2.0 * ASPECT_TOLERANCE:
+    """Deep360 Cassini RGB -> ERP, resampled as the official loader does (bilinear, uint8 truncated)."""
+    if not is_cassini_shape(rgb.shape, ASPECT_TOLERANCE):
         raise SampleError(f"Deep360 RGB is {rgb.shape[1]}x{rgb.shape[0]}, expected a 1:2 Cassini image")
     return cassini_to_erp(rgb, mode="bilinear")
 
@@ -412,27 +413,6 @@ class PublicDataset(FileDataset):
 # ----------------------------------------------------------------------------------------------
 # Generic list format
 # ----------------------------------------------------------------------------------------------
-
-
-def parse_scale(token: str) -> float:
-    """Scale-or-unit token -> factor to metres: ``m``, ``dm``, ``cm``, ``mm``, ``/N`` (divide),
-    ``*N`` (multiply) or a bare number N (multiply)."""
-    units = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001}
-    t = token.strip().lower()
-    try:
-        if t in units:
-            return units[t]
-        if t.startswith("/"):
-            value = 1.0 / float(t[1:])
-        elif t.startswith("*"):
-            value = float(t[1:])
-        else:
-            value = float(t)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"bad depth scale {token!r}: use m, cm, mm, /N, *N or a number") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"depth scale {token!r} must be positive and finite")
-    return value
 
 
 def decode_generic(factor: float) -> Callable[[str], tuple[np.ndarray, dict]]:
@@ -498,7 +478,7 @@ def read_list_file(list_file: str | os.PathLike, root: str | os.PathLike | None 
                 rest.append(c)
         if len(rest) not in (3, 4):
             raise ValueError(f"{lf}:{n}: expected 'rgb depth scale [mask]', got {line!r}")
-        factor = parse_scale(rest[2])
+        factor = parse_scale(rest[2], f"{lf}:{n}")  # ConfigError (a ValueError) naming the line
         mask, kind = None, "valid"
         if len(rest) == 4:
             m = rest[3]
