@@ -408,3 +408,45 @@ def test_split_paths_follow_each_layout(tmp_path):
     split.write_text("a.png b.png /16\n")
     assert datasets.read_split("list", root, split)[0].scale == pytest.approx(1 / 16)
     assert dataset_runner.PROTOCOLS == ("standard", "paper")
+
+
+def test_make_bag_dataset_keeps_the_layouts_meaning(tmp_path):
+    """Stanford2D3D through make-bag --dataset: 0 and 65535 arrive as NaN (unknown), not as 128 m."""
+    from dap_ros.evaluation import bags
+
+    root = tmp_path / "s"
+    split = write_dataset("stanford2d3d", root, n=2)
+    bag = tmp_path / "s.mcap"
+    assert cli_main(["make-bag", str(bag), "--dataset", "stanford2d3d", str(root), "--split", str(split),
+                     "--image-topic", "/cam/image", "--gt-topic", "/gt/depth", "--no-progress"]) == 0
+    source = bags.FrameSource(bag, "/cam/image", "/gt/depth")
+    frames = list(source)
+    source.close()
+    assert len(frames) == 2
+    for frame, sample in zip(frames, datasets.read_split("stanford2d3d", root, split)):
+        gt = bags.depth_image_to_metres(frame.gt)
+        np.testing.assert_array_equal(gt, datasets.ground_truth("stanford2d3d", sample))
+        assert np.isnan(gt[-9:]).all() and np.isnan(gt[:, :9]).all() and np.nanmax(gt) < 100
+
+
+def test_make_bag_dataset_argument_errors(tmp_path, capsys):
+    root = tmp_path / "s"
+    split = write_dataset("stanford2d3d", root, n=1)
+    for argv, message in ((["--dataset", "nyu", str(root), "--split", str(split)], "unknown dataset 'nyu'"),
+                          (["--dataset", "stanford2d3d", str(root)], "--split FILE"),
+                          (["--images", str(root), "--split", str(split)], "--split goes with --dataset")):
+        assert cli_main(["make-bag", str(tmp_path / "x.mcap"), *argv, "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "x.mcap").exists()
+
+
+def test_an_image_without_evaluated_pixels_is_left_out_and_counted():
+    gt = np.full((2, 4), 0.5, dtype=np.float32)
+    pred = np.full((2, 4), 0.25, dtype=np.float32)
+    scored = paper.image_metrics(pred, gt, np.ones((2, 4), bool))
+    assert scored["abs_rel"] == pytest.approx(0.5) and scored["a3"] == 0.0  # ratio 2 > 1.25^3
+    assert paper.image_metrics(pred, gt, np.zeros((2, 4), bool)) is None
+    summary = paper.summary([scored, None])
+    assert summary["images"] == 1 and summary["images_without_valid_gt"] == 1
+    assert summary["abs_rel"] == pytest.approx(0.5) and summary["log10"] == pytest.approx(np.log10(2))
