@@ -226,3 +226,31 @@ def test_infer_gives_inputs_with_the_same_stem_unique_names(tmp_path, capsys):
     assert len(stems) == 3 and "x" in stems and "x_1" in stems
     renamed = next(s for s in stems if s not in ("x", "x_1"))
     assert f"{inputs[1]} -> {renamed}_*" in captured  # the name used is reported
+
+
+def test_infer_writes_an_images_outputs_all_or_none(tmp_path, capsys, monkeypatch):
+    """A disk that fills up half-way through one image's files leaves the previous run's files of
+    that image as they were (--overwrite), no partial file, and the other images' files written."""
+    import errno
+
+    import dap_ros.io
+
+    images = [_pano(tmp_path / f"p{i}.png", i, 64, 128) for i in range(2)]
+    out = tmp_path / "out"
+    assert main(["infer", str(images[0]), "-o", str(out), *TINY]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == 5
+    real = dap_ros.io.save_mask_png
+
+    def full_disk_for_p0(path, mask):
+        if path.name.startswith(".p0_"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, mask)
+
+    monkeypatch.setattr(dap_ros.io, "save_mask_png", full_disk_for_p0)
+    assert main(["infer", *map(str, images), "-o", str(out), "--overwrite", *TINY]) == 1
+    assert "outputs of " + str(images[0]) + " not written" in capsys.readouterr().out
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {name: after[name] for name in before} == before  # p0's files untouched
+    assert sorted(set(after) - set(before)) == sorted(f"p1{s}" for s in ("_range.npy", "_range_mm.png", "_mask.png",
+                                                                             "_depth_color.png", ".ply"))

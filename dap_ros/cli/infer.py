@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +56,30 @@ def output_files(stem: str, ply: bool) -> dict[str, str]:
 
 def write_outputs(output_dir: Path, stem: str, result, ply: bool, ply_stride: int,
                   rotation: np.ndarray | None = None) -> list[Path]:
+    """Write one image's files, all or none: each goes to a hidden ``.NAME.partial`` first and all
+    are renamed into place once every one is complete. A failure (disk full) removes the partial
+    files and leaves files of an earlier run as they were; the OSError propagates."""
     from PIL import Image
 
     from dap_ros.geometry import colored_points
     from dap_ros.io import colorize_range, save_mask_png, save_range_npy, save_range_png_mm, write_ply
 
     paths = {kind: output_dir / name for kind, name in output_files(stem, ply).items()}
-    save_range_npy(paths["npy"], result.range_m)
-    save_range_png_mm(paths["png"], result.range_m)
-    save_mask_png(paths["mask"], result.in_range)
-    Image.fromarray(colorize_range(result.range_m)).save(paths["color"])
-    if ply:
-        points, colors = colored_points(result.range_m, result.rgb, stride=ply_stride, rotation=rotation)
-        write_ply(paths["ply"], points, colors)
+    partial = {kind: path.with_name(f".{path.name}.partial") for kind, path in paths.items()}
+    try:
+        save_range_npy(partial["npy"], result.range_m)
+        save_range_png_mm(partial["png"], result.range_m)
+        save_mask_png(partial["mask"], result.in_range)
+        Image.fromarray(colorize_range(result.range_m)).save(partial["color"], format="PNG")
+        if ply:
+            points, colors = colored_points(result.range_m, result.rgb, stride=ply_stride, rotation=rotation)
+            write_ply(partial["ply"], points, colors)
+    except BaseException:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+        raise
+    for kind, path in paths.items():
+        os.replace(partial[kind], path)
     return list(paths.values())
 
 
@@ -152,10 +164,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             written = write_outputs(args.output_dir, stem, result, not args.no_ply, args.ply_stride, rotation)
-        except OSError as exc:  # disk full, a read-only folder: say so, and keep the results written so far
+        except OSError as exc:  # disk full, a read-only folder: say so; the other images' results stay
             failures += len(paths)
             where = f" {exc.filename}" if exc.filename else ""
-            progress.write(f"dap-ros infer: outputs of {', '.join(map(str, paths))} incomplete: cannot write{where}: "
+            progress.write(f"dap-ros infer: outputs of {', '.join(map(str, paths))} not written: cannot write{where}: "
                            f"{exc.strerror or exc}")
             continue
         finite = result.range_m[np.isfinite(result.range_m)]
