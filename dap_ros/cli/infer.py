@@ -74,9 +74,12 @@ def write_outputs(output_dir: Path, stem: str, result, ply: bool, ply_stride: in
         if ply:
             points, colors = colored_points(result.range_m, result.rgb, stride=ply_stride, rotation=rotation)
             write_ply(partial["ply"], points, colors)
-    except BaseException:
+    except BaseException as exc:
         for path in partial.values():
             path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # name the file the user asked for, not its partial stand-in
+            final = {str(partial[kind]): str(path) for kind, path in paths.items()}
+            exc.filename = final.get(str(exc.filename), exc.filename)
         raise
     for kind, path in paths.items():
         os.replace(partial[kind], path)
