@@ -3,6 +3,8 @@ input bag), failed runs leave no partial bag behind, and infer never overwrites 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,12 +152,18 @@ def test_a_failed_overwrite_keeps_the_previous_bag(tmp_path):
     assert _frames(out) == 2 and _leftovers(tmp_path, "out") == ["out.mcap"]
 
 
+def _killed_writer(target):
+    """A process that starts writing ``target`` and is killed (os._exit: no clean-up, the kernel drops its lock)."""
+    code = (f"import os; from dap_ros.evaluation import bags; w = bags.BagWriter({str(target)!r}); "
+            "w.add_topic('/camera/image', bags.IMAGE, bags.qos_profile()); os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 9
+
+
 def test_a_partial_bag_left_by_a_killed_run_does_not_block_the_rerun(tmp_path):
     images = _images(tmp_path / "rgb", 2)
     out = tmp_path / "out"
-    killed = bags.BagWriter(out)  # never closed: as if the process had been killed
-    killed.add_topic("/camera/image", bags.IMAGE, bags.qos_profile())
-    assert not out.exists()
+    _killed_writer(out)
+    assert not out.exists() and bags.partial_path(out).parent.is_dir()
     assert _make_bag_cli(out, images) == 0
     assert _leftovers(tmp_path, "out") == ["out"] and _frames(out) == 2
 
@@ -254,3 +262,23 @@ def test_infer_writes_an_images_outputs_all_or_none(tmp_path, capsys, monkeypatc
     assert {name: after[name] for name in before} == before  # p0's files untouched
     assert sorted(set(after) - set(before)) == sorted(f"p1{s}" for s in ("_range.npy", "_range_mm.png", "_mask.png",
                                                                              "_depth_color.png", ".ply"))
+
+
+def test_a_second_writer_of_the_same_bag_is_refused_while_the_first_writes(tmp_path, capsys):
+    """Two runs with one output: the second must neither clear the first's partial bag nor mix into
+    it; once the first is done (or killed: the kernel drops its lock), the target is free again."""
+    target = tmp_path / "out.mcap"
+    first = bags.BagWriter(target)
+    with pytest.raises(bags.BagError, match="another dap-ros process is writing"):
+        bags.BagWriter(target)
+    images = _images(tmp_path / "imgs", 1)
+    assert _make_bag_cli(target, images) == 2
+    assert "another dap-ros process is writing" in capsys.readouterr().err
+    first.add_topic("/t", bags.IMAGE, bags.qos_profile("reliable", 1))
+    first.close()
+    assert target.is_file() and not bags.partial_path(target).parent.exists()
+    assert _make_bag_cli(target, images, "--overwrite") == 0
+    _killed_writer(tmp_path / "k")  # its folder stays behind, its lock does not
+    assert bags.partial_path(tmp_path / "k").parent.is_dir()
+    bags.BagWriter(tmp_path / "k").abort()  # the stale folder is cleared, not refused
+    assert not bags.partial_path(tmp_path / "k").parent.exists()

@@ -13,6 +13,7 @@ messages, so that no ROS installation is needed (``BagWriter.serialize`` turns t
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -446,10 +447,13 @@ def partial_path(path: Path) -> Path:
     return path.parent / f".{path.name}.partial" / path.name
 
 
+WRITER_LOCK = ".lock"  # in the partial folder, flock-ed by the writer while it writes
+
+
 def _is_stale_partial(folder: Path, name: str) -> bool:
     """A partial bag of ours left by a run that was killed (maybe without metadata.yaml)."""
     entries = _entries(folder)
-    if entries is None or any(e.name != name for e in entries):
+    if entries is None or any(e.name not in (name, WRITER_LOCK) for e in entries):
         return False
     sidecars = {f"{name}.db3{s}" for s in _SQLITE_SIDECARS}
     inner = folder / name
@@ -489,6 +493,26 @@ def check_output_bag(path: Path, *, overwrite: bool = False, inputs: Sequence[Pa
     if (partial.exists() or partial.is_symlink()) and not _is_stale_partial(partial, path.name):
         raise BagError(f"{partial} is in the way and is not a partial bag of dap-ros; remove it or choose "
                        "another output path")
+    if _being_written(partial):
+        raise BagError(f"another dap-ros process is writing {path} now (lock in {partial}); wait for it to "
+                       "finish or choose another output path")
+
+
+def _being_written(partial: Path) -> bool:
+    """True while a live writer holds the partial folder's lock (a killed writer's lock is gone)."""
+    import fcntl
+
+    try:
+        fd = os.open(partial / WRITER_LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _remove(path: Path) -> None:
@@ -533,19 +557,48 @@ class BagWriter:
         self.typestore = typestore(self.distro)
         self._partial = partial_path(self.path)
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
+        self._lock_fd: int | None = None
         try:
             if self._partial.parent.exists():
                 _remove(self._partial.parent)  # checked above: left by a run that was killed
-            self._partial.parent.mkdir(parents=True)
+            self._claim_partial_folder()
             self._writer = Writer(self._partial, version=BAG_VERSION, storage_plugin=plugin)
             self._writer.set_custom_data("dap_ros.typestore", self.distro)
             self._writer.open()
+        except BagError:
+            self._discard()
+            raise
         except Exception as exc:  # noqa: BLE001 - rosbags WriterError, OS errors
             self._discard()
             raise BagError(f"cannot create bag {self.path}: {exc}") from None
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.closed = False
+
+    def _claim_partial_folder(self) -> None:
+        """Create the partial folder already holding our lock (built aside, renamed into place), so
+        that a second writer of the same target sees the lock, never a folder it may clear."""
+        import fcntl
+        import tempfile
+
+        folder = self._partial.parent
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+        self._lock_fd = os.open(aside / WRITER_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            os.rename(aside, folder)  # fails when another writer's folder appeared meanwhile
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            _remove(aside)
+            raise BagError(f"another dap-ros process is writing {self.path} now ({folder} appeared); wait for it "
+                           "to finish or choose another output path") from None
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def add_topic(self, topic: str, msgtype: str, qos: Any) -> None:
         self._connections[topic] = self._writer.add_connection(
@@ -579,6 +632,8 @@ class BagWriter:
             self._discard()
         else:
             self._partial.rename(self.path)
+            (self._partial.parent / WRITER_LOCK).unlink()
+            self._release_lock()
             self._partial.parent.rmdir()
 
     def abort(self) -> None:
@@ -595,7 +650,9 @@ class BagWriter:
     def _discard(self) -> None:
         import shutil
 
-        shutil.rmtree(self._partial.parent, ignore_errors=True)
+        if self._lock_fd is not None:  # ours: remove it while still holding the lock
+            shutil.rmtree(self._partial.parent, ignore_errors=True)
+        self._release_lock()
 
     def __enter__(self) -> BagWriter:
         return self
