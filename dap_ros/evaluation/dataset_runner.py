@@ -111,16 +111,16 @@ def evaluate(run: DatasetRun, predictor: Any) -> DatasetRun:
     """Evaluate the selected samples not done yet. ``predictor``: a DepthPredictor (``predict``
     for the standard protocol, ``network_outputs`` for the paper's)."""
     try:
-        _loop(run, predictor, run.log, run.grid_dir)
+        _loop(run, predictor)
     finally:
         run.log.close()
     return run
 
 
-def _loop(run: DatasetRun, predictor: Any, log: ResultsLog, grid_dir: Path) -> None:
+def _loop(run: DatasetRun, predictor: Any) -> None:
     from tqdm import tqdm
 
-    options = run.options
+    options, log, grid_dir = run.options, run.log, run.grid_dir
     selected = run.selected
     picks = grid_picks(len(selected), options.grid_frames)
     progress = tqdm(total=len(selected), unit="image", desc=f"dap-ros eval-dataset {options.dataset}",
