@@ -11,24 +11,25 @@ The params file holds every parameter; the launch arguments in ``PARAMETER_ARGUM
 it only when given (an empty default means "keep the file's value"), so editing the YAML keeps
 working when the launch file is used.
 
-The node gets ``FASTDDS_DEFAULT_PROFILES_FILE`` = the package's ``config/fastdds.xml`` (10 ms
-heartbeats for its multi-MB reliable outputs, see docs/ros_node.md) unless the variable is already
-set in the environment or ``fastdds_profile:=''`` is given.
+The node gets the package's Fast DDS profile (10 ms heartbeats for its multi-MB reliable outputs,
+see docs/ros_node.md) for the installed Fast DDS: ``config/fastdds.xml`` in
+``FASTDDS_DEFAULT_PROFILES_FILE`` (Fast DDS 3, Kilted) or ``config/fastdds2.xml`` in
+``FASTRTPS_DEFAULT_PROFILES_FILE`` (Fast DDS 2, Humble and Jazzy), unless either variable is already
+set in the environment or ``fastdds_profile:=''`` is given; ``fastdds_profile:=FILE`` names another.
 """
-import os
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from dap_ros.ros import fastdds
 from launch import LaunchDescription
 
 PACKAGE = "dap_ros"
 EXECUTABLE = "depth_node"
 PARAMS_FILE = "config/depth.yaml"  # inside the package share directory
-FASTDDS_PROFILE = "config/fastdds.xml"  # inside the package share directory
-FASTDDS_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+CONFIG = "config"  # the package share directory's folder of parameters and Fast DDS profiles
 
 # Launch arguments that map 1:1 onto node parameters (the most used ones): name -> (type, help).
 PARAMETER_ARGUMENTS = {
@@ -66,7 +67,7 @@ def _node(context):
     image = LaunchConfiguration("image").perform(context)
     imu = LaunchConfiguration("imu").perform(context)
     profile = LaunchConfiguration("fastdds_profile").perform(context)
-    env = {FASTDDS_VARIABLE: profile} if profile and not os.environ.get(FASTDDS_VARIABLE) else {}
+    env = fastdds.profile_environment(profile) if profile else {}
     node = Node(
         package=PACKAGE,
         executable=EXECUTABLE,
@@ -100,9 +101,10 @@ def generate_launch_description():
                               description="use /clock (rosbag replay with --clock)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         DeclareLaunchArgument("fastdds_profile",
-                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), FASTDDS_PROFILE]),
-                              description=f"Fast DDS XML profile for the node ({FASTDDS_VARIABLE}, unless already "
-                                          "set); empty: none"),
+                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), CONFIG,
+                                                                  fastdds.profile_name()]),
+                              description=f"Fast DDS XML profile for the node ({fastdds.profiles_variable()}, "
+                                          "unless a profiles file is set already); empty: none"),
     ]
     arguments += [
         DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: from params_file)")

@@ -50,8 +50,8 @@ def test_colcon_builds_and_installs_the_ros_layout(tmp_path):
     assert (prefix / "lib" / "dap_ros" / "dap-ros").is_file()
     share = prefix / "share" / "dap_ros"
     assert (share / "package.xml").is_file()
-    assert (share / "config" / "fastdds.xml").is_file()  # the Fast DDS profile for large messages
-    assert (share / "config" / "fastdds_low_latency.xml").is_file()  # and the opt-in one
+    for profile in ("fastdds", "fastdds_low_latency", "fastdds2", "fastdds2_low_latency"):
+        assert (share / "config" / f"{profile}.xml").is_file(), profile  # Fast DDS 3 and 2 forms
     for rel in ("launch/depth.launch.py", "config/depth.yaml"):
         if (REPO / rel).exists():
             assert (share / rel).is_file(), rel

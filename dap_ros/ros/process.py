@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dap_ros.errors import DapError
+from dap_ros.ros import fastdds
 from dap_ros.ros.params import params_file_text
 
-FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / "assets" / "fastdds.xml"
 DOMAINS = range(1, 102)  # the domains whose DDS ports lie below Linux's ephemeral ports (32768+)
 _held_domains: dict[int, int] = {}  # domain -> the descriptor of its lock, held until this process exits
 
@@ -91,7 +91,7 @@ def isolated_ros_environment(domain_id: int) -> Iterator[dict[str, str]]:
     keys = {"ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_LOCALHOST_ONLY": None,
             # a user's own Fast DDS profile wins; else ours (10 ms heartbeats: no 3 s repair stalls)
-            "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(FASTDDS_PROFILE)}
+            **fastdds.profile_environment()}
     saved = {k: os.environ.get(k) for k in keys}
     try:
         for k, v in keys.items():

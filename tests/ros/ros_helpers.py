@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
 
+from dap_ros.ros import fastdds
 from dap_ros.ros.client import NodeClient, camera_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,22 +65,9 @@ def ros_distro() -> str:
     return os.environ.get("ROS_DISTRO", "unknown")
 
 
-@functools.cache
-def fastdds_major() -> int:
-    """Fast DDS's major version: 3 on Kilted (the ros-fastdds wheel), 2 on Humble and Jazzy
-    (ros-fastrtps). Decides the profile variable and the XML element names Fast DDS accepts."""
-    for distribution in ("ros-fastdds", "ros-fastrtps"):
-        version = _version(distribution)
-        if version is not None:
-            return version[0]
-    return 2 if ros_distro() in ("humble", "jazzy") else 3
-
-
-def profiles_variable() -> str:
-    """The environment variable naming the XML profiles file that this Fast DDS reads: Fast DDS 2
-    (Humble, Jazzy) reads only FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3 (Kilted) reads
-    FASTDDS_DEFAULT_PROFILES_FILE (and the old name, with a deprecation warning)."""
-    return "FASTRTPS_DEFAULT_PROFILES_FILE" if fastdds_major() < 3 else "FASTDDS_DEFAULT_PROFILES_FILE"
+# Fast DDS's major version decides the profiles variable and XML names (one answer, the package's)
+fastdds_major = fastdds.fastdds_major
+profiles_variable = fastdds.profiles_variable
 
 
 def unique_namespace() -> str:

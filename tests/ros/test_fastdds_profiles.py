@@ -4,24 +4,28 @@ Each profile is loaded the way users load it (an environment variable read when 
 starts), in a fresh process; a 7.4 MB message goes through a publisher and a subscription of that
 process (shared memory or UDP on loopback, per the profile).
 
-Distribution-dependent (ros_helpers.fastdds_major): Kilted's Fast DDS 3 reads
-FASTDDS_DEFAULT_PROFILES_FILE; Jazzy's Fast DDS 2.14 reads only FASTRTPS_DEFAULT_PROFILES_FILE and
-knows the 2.x XML names (heartbeatPeriod, not heartbeat_period).
+Distribution-dependent (dap_ros.ros.fastdds): Kilted's Fast DDS 3 reads
+FASTDDS_DEFAULT_PROFILES_FILE and the fastdds*.xml files; Jazzy's Fast DDS 2.14 reads only
+FASTRTPS_DEFAULT_PROFILES_FILE and knows the 2.x XML names (heartbeatPeriod, not heartbeat_period):
+the fastdds2*.xml files.
 """
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from ros_helpers import fastdds_major, profiles_variable, ros_distro
+from ros_helpers import fastdds_major, profiles_variable
+
+from dap_ros.ros import fastdds
 
 pytestmark = pytest.mark.ros
 
 ASSETS = Path(__file__).resolve().parents[2] / "dap_ros" / "assets"
-PROFILES = sorted(ASSETS.glob("fastdds*.xml"))
+PROFILES = [fastdds.profile_path(name) for name in fastdds.PROFILES]  # this Fast DDS's files
 
 PROBE = r"""
 import sys, time
@@ -51,8 +55,20 @@ print("intact" if got and bytes(got[0]) == frame else f"lost ({len(got)} receive
 """
 
 
-def test_both_profiles_are_shipped():
-    assert [p.name for p in PROFILES] == ["fastdds.xml", "fastdds_low_latency.xml"]
+def test_both_profiles_are_shipped_for_both_fast_dds_versions():
+    """The 2.x files hold the 3.x files' settings: they differ only in the element names and comments."""
+    shipped = sorted(p.name for p in ASSETS.glob("fastdds*.xml"))
+    assert shipped == ["fastdds.xml", "fastdds2.xml", "fastdds2_low_latency.xml", "fastdds_low_latency.xml"]
+    for name in fastdds.PROFILES:
+        v3, v2 = (fastdds.profile_path(name, major).read_text() for major in (3, 2))
+        assert "heartbeat_period" in v3 and "heartbeatPeriod" not in v3
+        assert _settings(v2) == _settings(v3).replace("heartbeat_period", "heartbeatPeriod")
+    assert [p.name for p in PROFILES] == [fastdds.profile_name(n) for n in fastdds.PROFILES]
+
+
+def _settings(xml: str) -> str:
+    """The XML without its comments."""
+    return re.sub(r"<!--.*?-->", "", xml, flags=re.S)
 
 
 def run_python(code: str, **variables: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -71,10 +87,6 @@ def test_profile_loads_cleanly_and_carries_a_full_size_frame(profile):
     run, output = run_python(PROBE, **{profiles_variable(): str(profile)})
     assert run.returncode == 0, output[-2000:]
     assert run.stdout.strip().endswith("intact"), output[-2000:]
-    if fastdds_major() < 3 and "Invalid element found into 'writerTimesType'. Name: heartbeat_period" in output:
-        # Jazzy: Fast DDS 2.x names the element heartbeatPeriod and rejects the whole file; the node
-        # runs on Fast DDS's defaults (3 s heartbeats). Known gap: no Fast DDS 2 profile is shipped.
-        pytest.xfail(f"{profile.name} uses Fast DDS 3 XML names; {ros_distro()}'s Fast DDS 2 rejects it")
     assert "Error" not in output, f"Fast DDS complained about {profile.name}:\n{output[-2000:]}"
 
 

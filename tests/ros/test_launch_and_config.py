@@ -100,11 +100,15 @@ def test_launch_file_builds_the_node_with_overrides_only_when_given(monkeypatch)
     prm.NodeParams.from_values({k: v for k, v in overrides.items() if k in prm.SPEC_BY_NAME})
 
 
-def _run_launch_file(monkeypatch, **arguments: str):
+def _launch_actions(monkeypatch) -> tuple[list, dict]:
     made = _fake_launch_modules(monkeypatch)
     namespace: dict = {}
     exec(compile(LAUNCH.read_text(), str(LAUNCH), "exec"), namespace)
-    actions = namespace["generate_launch_description"]().args[0]
+    return namespace["generate_launch_description"]().args[0], made
+
+
+def _run_launch_file(monkeypatch, **arguments: str):
+    actions, made = _launch_actions(monkeypatch)
     context = {a.args[0]: a.kwargs["default_value"] for a in actions if "default_value" in a.kwargs}
     context.update(arguments)
     actions[-1].kwargs["function"](context)
@@ -112,18 +116,27 @@ def _run_launch_file(monkeypatch, **arguments: str):
 
 
 def test_launch_file_gives_the_node_the_shipped_fastdds_profile(monkeypatch):
-    profile = str(REPO / "dap_ros" / "assets" / "fastdds.xml")
-    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
-    node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile=profile)
-    assert node.kwargs["additional_env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
-    assert Path(profile).is_file()
-    # the package installs that file where the default points (share/dap_ros/config/fastdds.xml)
+    """The installed Fast DDS's profile in the variable it reads; a user's own choice wins."""
+    from dap_ros.ros import fastdds
+
+    for name in fastdds.VARIABLES.values():
+        monkeypatch.delenv(name, raising=False)
+    actions, _ = _launch_actions(monkeypatch)
+    default = next(a.kwargs["default_value"] for a in actions if a.args[0] == "fastdds_profile")
+    assert default.args[0][1:] == ["config", fastdds.profile_name()]  # share/dap_ros/config/NAME
+    # the package installs every shipped profile there
     assert "dap_ros/assets/fastdds*.xml" in (REPO / "setup.py").read_text()
+    profile = str(fastdds.profile_path())
+    node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile=profile)
+    assert node.kwargs["additional_env"] == {fastdds.profiles_variable(): profile}
+    assert Path(profile).is_file() and Path(profile).name == fastdds.profile_name()
     node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile="")
     assert node.kwargs["additional_env"] == {}
-    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/mine.xml")  # the user's own choice wins
-    node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile=profile)
-    assert node.kwargs["additional_env"] == {}
+    for variable in fastdds.VARIABLES.values():  # the user's own choice wins, in either variable
+        monkeypatch.setenv(variable, "/mine.xml")
+        node = _run_launch_file(monkeypatch, params_file=str(CONFIG), fastdds_profile=profile)
+        assert node.kwargs["additional_env"] == {}
+        monkeypatch.delenv(variable)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
