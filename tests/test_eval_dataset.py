@@ -349,6 +349,11 @@ def test_unreadable_images_are_listed_and_retried(tmp_path, capsys):
     assert doc["paper"]["images"] == 2 and not doc["run"]["complete"]
     assert "1 FAILED" in capsys.readouterr().out
     moved.rename(depth)
+    (root / "area_5a/pano/rgb/camera_1_rgb.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # cv2 reads None
+    assert cli_main(argv) == 1
+    failures = json.loads((tmp_path / "r" / "metrics.json").read_text())["run"]["failures"]
+    assert [f["index"] for f in failures] == [1] and "cannot read image" in failures[0]["error"]
+    write_dataset("stanford2d3d", root, n=3)  # the same files again
     assert cli_main(argv) == 0
     doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert doc["paper"]["images"] == 3 and doc["run"]["images_resumed"] == 2 and doc["run"]["complete"]
@@ -450,3 +455,23 @@ def test_an_image_without_evaluated_pixels_is_left_out_and_counted():
     summary = paper.summary([scored, None])
     assert summary["images"] == 1 and summary["images_without_valid_gt"] == 1
     assert summary["abs_rel"] == pytest.approx(0.5) and summary["log10"] == pytest.approx(np.log10(2))
+
+
+def test_a_model_failure_on_one_image_is_listed_and_the_run_goes_on(tmp_path):
+    class FailsOnce(FormulaNetwork):
+        calls = 0
+
+        def network_outputs(self, rgb):
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 2:
+                raise RuntimeError("CUDA error: an illegal memory access")
+            return super().network_outputs(rgb)
+
+    root = tmp_path / "i"
+    split = write_dataset("insta23k", root, n=3)
+    options = _options("insta23k", root, split, tmp_path / "r", protocol="paper")
+    run = evaluate(open_run(options, MODEL, 100.0), FailsOnce())
+    assert [f["index"] for f in run.failures] == [1] and not run.complete
+    assert run.failures[0]["error"] == "RuntimeError: CUDA error: an illegal memory access"
+    run = evaluate(open_run(options, MODEL, 100.0), FailsOnce())  # the rerun retries image 1 only
+    assert run.complete and run.resumed == 2 and FailsOnce.calls == 4

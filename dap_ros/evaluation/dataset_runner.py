@@ -134,8 +134,11 @@ def _loop(run: DatasetRun, predictor: Any) -> None:
             else:
                 try:
                     record, grid = _evaluate(run, predictor, sample, position in picks)
-                except DapError as exc:  # an unreadable file: listed, retried by the next run
-                    run.failures.append({"index": sample.index, "name": sample.name, "error": str(exc)})
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - as eval-bag: list the image, go on, retry next run
+                    error = str(exc) if isinstance(exc, DapError) else f"{type(exc).__name__}: {exc}"
+                    run.failures.append({"index": sample.index, "name": sample.name, "error": error})
                     progress.update(1)
                     continue
                 if grid is not None:
