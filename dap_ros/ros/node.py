@@ -567,7 +567,14 @@ def main(args: list[str] | None = None) -> int:
         # rclpy's signal handler shuts the context down asynchronously: when that lands while spin()
         # builds its wait set, rcl raises RCLError "context is not valid" instead of
         # ExternalShutdownException (seen under load: exit code 1 and a traceback on Ctrl-C).
-        if rclpy.ok():
+        # The signal's KeyboardInterrupt is then still pending (Python raises it at its next check,
+        # which an error raised in C skips): the first call made here raises it, and it must not
+        # escape from this clause as a traceback either.
+        try:
+            running = rclpy.ok()
+        except KeyboardInterrupt:
+            running = False
+        if running:
             raise
     finally:
         if node is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -95,7 +96,9 @@ def test_burst_keeps_only_the_newest_frame(harness, make_node, real_sample):
     predict = node.predictor.predict
 
     def slow_predict(*args, **kwargs):  # a model slower than the camera: frames pile up
-        gate.wait(5.0)
+        # held until the burst is over: a gate that opened by itself (a 5 s bound did) would let frames
+        # through on a busy machine, where the 20 frames can take that long, and fail the counts
+        assert gate.wait(120.0), "the gate was never opened"
         return predict(*args, **kwargs)
 
     node.predictor.predict = slow_predict
@@ -106,12 +109,14 @@ def test_burst_keeps_only_the_newest_frame(harness, make_node, real_sample):
 
     burst = 20
     stamps = []
-    for i in range(burst):
-        msg = rgb_image_msg(real_sample, harness.new_stamp(), "cam")
-        stamps.append(stamp_ns(msg.header.stamp))
-        pub.publish(msg)
-        harness.spin_until(lambda i=i: node.stats.received >= i + 1, 10.0, f"frame {i} to reach the node")
-    gate.set()
+    try:
+        for i in range(burst):
+            msg = rgb_image_msg(real_sample, harness.new_stamp(), "cam")
+            stamps.append(stamp_ns(msg.header.stamp))
+            pub.publish(msg)
+            harness.spin_until(lambda i=i: node.stats.received >= i + 1, 10.0, f"frame {i} to reach the node")
+    finally:
+        gate.set()  # also when the burst failed: the worker must not hold the node's shutdown
     harness.spin_until(lambda: harness.outputs(stamps[-1]), 20.0, "the newest frame's depth")
     # the node counts a frame as processed after publishing it: wait for the count, not a sleep
     def accounted() -> int:
@@ -208,9 +213,20 @@ def test_diagnostics_content_and_stale_input_warning(harness, make_node, real_sa
     harness.subscribe(["depth"])
     pub = harness.node.create_publisher(Image, "image", qos(depth=10))
     send_until_outputs(harness, pub, lambda s: rgb_image_msg(real_sample, s), {"depth"})
-    harness.spin_until(lambda: statuses and statuses[-1].level == DiagnosticStatus.OK and
-                       int({kv.key: kv.value for kv in statuses[-1].values}["frames processed"]) >= 1,
-                       10.0, "an OK status counting the processed frame")
+    # OK needs a frame within the last stale_input_sec (1 s): frames keep coming (every 0.3 s) until
+    # an OK status counts a processed frame. With the last frame sent before the wait, a busy machine
+    # (the frame's inference, the next timer tick) could pass the second first: WARN, and no OK after.
+    frame = rgb_image_msg(real_sample, harness.new_stamp())
+    last_sent = [time.monotonic()]
+
+    def ok_status_while_frames_come() -> bool:
+        if time.monotonic() - last_sent[0] > 0.3:
+            harness.publish(frame, pub)
+            last_sent[0] = time.monotonic()
+        return bool(statuses) and statuses[-1].level == DiagnosticStatus.OK and \
+            int({kv.key: kv.value for kv in statuses[-1].values}["frames processed"]) >= 1
+
+    harness.spin_until(ok_status_while_frames_come, 10.0, "an OK status counting a processed frame")
     values = {kv.key: kv.value for kv in statuses[-1].values}
     for key in ("input rate (Hz)", "output rate (Hz)", "frames dropped (newest-only)", "latency decode (ms)",
                 "latency preprocess (ms)", "latency inference (ms)", "latency postprocess (ms)",
