@@ -390,12 +390,9 @@ def test_the_released_network_path_runs_under_the_paper_protocol(tmp_path):
                      "--random-weights", "--input-size", "64x128"]) == 0
     torch.manual_seed(0)
     predictor = DepthPredictor.create(None, "tiny", allow_random=True, input_size=SIZE, device="cpu")
-    original = FormulaNetwork.outputs
-    try:
-        FormulaNetwork.outputs = staticmethod(predictor.network_outputs)
+    with pytest.MonkeyPatch.context() as patch:  # restores the staticmethod itself, not its function
+        patch.setattr(FormulaNetwork, "outputs", staticmethod(predictor.network_outputs))
         expected = official_numbers("list", root, split)
-    finally:
-        FormulaNetwork.outputs = original
     got = json.loads((tmp_path / "r" / "metrics.json").read_text())["paper"]
     for key in paper.PAPER_METRICS:
         assert got[key] == pytest.approx(expected[key], rel=2e-5, abs=1e-7), key
