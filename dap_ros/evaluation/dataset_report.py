@@ -10,7 +10,15 @@ from dap_ros import __version__
 from dap_ros.evaluation import paper
 from dap_ros.evaluation.dataset_runner import PIPELINE_STAGES, DatasetRun
 from dap_ros.evaluation.metrics import DEPTH_METRICS
-from dap_ros.evaluation.report import DEFINITIONS, clean, depth_sections, exclusions, latency_section, stage_latency
+from dap_ros.evaluation.report import (
+    DEFINITIONS,
+    clean,
+    depth_sections,
+    exclusions,
+    fmt,
+    latency_section,
+    stage_latency,
+)
 
 SCHEMA = "dap_ros.eval_dataset"
 SCHEMA_VERSION = 1
@@ -57,10 +65,6 @@ def build_metrics(run: DatasetRun) -> dict[str, Any]:
     return clean(doc)
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def _model_line(m: dict[str, Any]) -> str:
     weights = (f"weights `{m['checkpoint']}`" if m.get("checkpoint") else
                "RANDOM weights (depth is meaningless)" if m.get("random_weights") else "the embedded demo model")
@@ -92,7 +96,7 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
             "",
             "| " + " | ".join(paper.PAPER_METRICS) + " |",
             "|" + "---|" * len(paper.PAPER_METRICS),
-            "| " + " | ".join(_fmt(p[name]) for name in paper.PAPER_METRICS) + " |",
+            "| " + " | ".join(fmt(p[name]) for name in paper.PAPER_METRICS) + " |",
             "",
             f"{p['images']} images scored, {p['images_without_valid_gt']} without an evaluated pixel (left out). "
             f"Ground truth above {p['ground_truth_clamp_m']:g} m is set to it; evaluated where 0 < gt <= 100 m.",

@@ -143,7 +143,8 @@ def build_metrics(run: EvalRun) -> dict[str, Any]:
     return clean(doc)
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a markdown table: 4 decimals by default, – for None."""
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -192,14 +193,14 @@ def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
         else:
             lat_rt = rt["latency_ms"]
             lines += [
-                f"Replayed {rt['frames_published']} frames at {_fmt(rt['rate'], 2)}x the recorded rate "
-                f"({_fmt(rt['publish_hz'], 2)} Hz) into `{rt['input_topic']}`; outputs on `{rt['output_topic']}`.",
+                f"Replayed {rt['frames_published']} frames at {fmt(rt['rate'], 2)}x the recorded rate "
+                f"({fmt(rt['publish_hz'], 2)} Hz) into `{rt['input_topic']}`; outputs on `{rt['output_topic']}`.",
                 "",
                 "| received | dropped | drop rate | p50 ms | p95 ms | p99 ms | max ms |",
                 "|---|---|---|---|---|---|---|",
-                f"| {rt['frames_received']} | {rt['frames_dropped']} | {_fmt(rt['drop_rate'], 3)} | "
-                f"{_fmt(lat_rt['p50'], 1)} | {_fmt(lat_rt['p95'], 1)} | {_fmt(lat_rt['p99'], 1)} | "
-                f"{_fmt(lat_rt['max'], 1)} |",
+                f"| {rt['frames_received']} | {rt['frames_dropped']} | {fmt(rt['drop_rate'], 3)} | "
+                f"{fmt(lat_rt['p50'], 1)} | {fmt(lat_rt['p95'], 1)} | {fmt(lat_rt['p99'], 1)} | "
+                f"{fmt(lat_rt['max'], 1)} |",
                 "",
                 "Latency = receipt time of the depth message - its header stamp (the input stamp, set to the "
                 "publish time on replay). Dropped = published frames with no depth output (the node keeps only "
@@ -237,31 +238,31 @@ def depth_sections(doc: dict[str, Any]) -> list[str]:
     for key in ("frame_mean", "pooled"):
         if key in doc:
             v = doc[key]
-            lines.append(f"| {key} | " + " | ".join(_fmt(v[n]) for n in DEPTH_METRICS) + " |")
+            lines.append(f"| {key} | " + " | ".join(fmt(v[n]) for n in DEPTH_METRICS) + " |")
     lines += ["", "### Per range band (ground truth range, pooled)", "",
               "| band | pixels | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name, v in doc.get("bands", {}).items():
-        lines.append(f"| {name} | {v['pixels']} | " + " | ".join(_fmt(v[n]) for n in DEPTH_METRICS) + " |")
+        lines.append(f"| {name} | {v['pixels']} | " + " | ".join(fmt(v[n]) for n in DEPTH_METRICS) + " |")
     mk = doc.get("range_mask")
     if mk:
         lines += [
             "", "### Range mask (positive = beyond range)", "",
             "| precision | recall | IoU | accuracy | TP | FP | FN | TN |", "|---|---|---|---|---|---|---|---|",
-            f"| {_fmt(mk['precision'])} | {_fmt(mk['recall'])} | {_fmt(mk['iou'])} | {_fmt(mk['accuracy'])} | "
+            f"| {fmt(mk['precision'])} | {fmt(mk['recall'])} | {fmt(mk['iou'])} | {fmt(mk['accuracy'])} | "
             f"{mk['tp']} | {mk['fp']} | {mk['fn']} | {mk['tn']} |",
         ]
     if "median_aligned" in doc:
         a = doc["median_aligned"]
         lines += [
             "", "### With per-frame median scale alignment (NOT metric; for comparison only)", "",
-            f"Scale median(gt)/median(pred): median {_fmt(a['scale_median'], 3)}, "
-            f"range {_fmt(a['scale_min'], 3)}–{_fmt(a['scale_max'], 3)}.", "",
+            f"Scale median(gt)/median(pred): median {fmt(a['scale_median'], 3)}, "
+            f"range {fmt(a['scale_min'], 3)}–{fmt(a['scale_max'], 3)}.", "",
             "| aggregation | AbsRel | SqRel | RMSE (m) | RMSE log | δ1 | δ2 | δ3 |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for key in ("frame_mean", "pooled"):
-            lines.append(f"| {key} | " + " | ".join(_fmt(a[key][n]) for n in DEPTH_METRICS) + " |")
+            lines.append(f"| {key} | " + " | ".join(fmt(a[key][n]) for n in DEPTH_METRICS) + " |")
     px = doc.get("pixels", {})
     lines += ["", "### Exclusions", ""] + [f"- {e}" for e in doc["exclusions"]]
     if px:
@@ -280,14 +281,14 @@ def latency_section(lat: dict[str, Any], pipeline: str, whole: str) -> list[str]
         "", "## Latency (offline run)", "",
         f"Per frame, first {lat['warmup_frames_excluded']} frame(s) left out as warm-up. "
         f"Pipeline ({pipeline}, what the node does per frame): "
-        f"mean {_fmt(lat['pipeline_ms']['mean'], 1)} ms = {_fmt(lat['pipeline_fps'], 2)} frames/s; "
-        f"whole run incl. {whole}: {_fmt(lat['run_fps'], 2)} frames/s "
-        f"({_fmt(lat['wall_s'], 1)} s).", "",
+        f"mean {fmt(lat['pipeline_ms']['mean'], 1)} ms = {fmt(lat['pipeline_fps'], 2)} frames/s; "
+        f"whole run incl. {whole}: {fmt(lat['run_fps'], 2)} frames/s "
+        f"({fmt(lat['wall_s'], 1)} s).", "",
         "| stage | mean ms | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|",
     ]
     for stage, s in lat["stages_ms"].items():
-        lines.append(f"| {stage} | {_fmt(s['mean'], 2)} | {_fmt(s['p50'], 2)} | {_fmt(s['p95'], 2)} | "
-                     f"{_fmt(s['p99'], 2)} | {_fmt(s['max'], 2)} |")
+        lines.append(f"| {stage} | {fmt(s['mean'], 2)} | {fmt(s['p50'], 2)} | {fmt(s['p95'], 2)} | "
+                     f"{fmt(s['p99'], 2)} | {fmt(s['max'], 2)} |")
     return lines
 
 
