@@ -136,20 +136,20 @@ def read_depth(dataset: str, sample: Sample, cassini_mode: str = "bilinear") -> 
     if dataset == "deep360":
         from dap_ros.geometry.cassini import cassini_to_erp, is_cassini_shape
 
-        depth = _read_array(path)
+        depth = read_depth_array(path)
         if not is_cassini_shape(depth.shape):
             raise ImageError(f"{path}: Deep360 depth is twice as high as wide (Cassini), got "
                              f"{depth.shape[1]}x{depth.shape[0]}")
         return cassini_to_erp(depth, cassini_mode)
     if dataset == "insta23k":
-        return _read_array(path)
+        return read_depth_array(path)
     suffix = path.suffix.lower()
     if suffix == ".exr":
         from dap_ros.io import read_exr_depth
 
         return read_exr_depth(path) * np.float32(sample.scale)
     if suffix in (".npy", ".npz"):
-        return _read_array(path) * np.float32(sample.scale)
+        return read_depth_array(path) * np.float32(sample.scale)
     raw = _read_png(path)
     return np.where(raw > 0, raw * sample.scale, np.nan)  # an integer image: 0 = missing
 
@@ -184,7 +184,7 @@ def _read_png(path: Path) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _read_array(path: Path) -> np.ndarray:
+def read_depth_array(path: Path) -> np.ndarray:
     """``.npy`` or ``.npz`` (``arr_0``, ``depth`` or the first array) -> float32 (H, W)."""
     try:
         if path.suffix.lower() == ".npz":

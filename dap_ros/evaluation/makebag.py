@@ -70,12 +70,9 @@ def load_ground_truth(path: Path, png_scale: float = 1000.0) -> np.ndarray:
     """(H, W) float32 metres, NaN invalid, +Inf beyond range (as stored)."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        depth = np.load(path)
-        if depth.ndim == 3 and depth.shape[-1] == 1:
-            depth = depth[..., 0]
-        if depth.ndim != 2:
-            raise DapError(f"{path}: expected an (H, W) array, got shape {depth.shape}")
-        return depth.astype(np.float32)
+        from dap_ros.evaluation.datasets import read_depth_array
+
+        return read_depth_array(path)
     if suffix == ".exr":
         from dap_ros.io import read_exr_depth
 

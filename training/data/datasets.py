@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
-from dap_ros.evaluation.datasets import parse_scale
+from dap_ros.errors import ImageError
+from dap_ros.evaluation.datasets import parse_scale, read_depth_array
 from dap_ros.geometry.cassini import cassini_to_erp, is_cassini_shape
 from training.data.augment import AugmentConfig
 from training.data.sample import make_sample
@@ -295,24 +296,14 @@ def decode_exr_metres(path: str) -> tuple[np.ndarray, dict]:
 
 
 def read_npz_depth(path: str) -> np.ndarray:
+    """``.npy`` / ``.npz`` depth (dap_ros.evaluation.datasets.read_depth_array) -> float32 (H, W)."""
     p = Path(path)
     if not p.is_file():
         raise SampleError(f"depth file not found: {p}")
-    if p.suffix.lower() == ".npy":
-        arr = np.load(p)
-    else:
-        with np.load(p) as z:
-            keys = list(z.keys())
-            if not keys:
-                raise SampleError(f"npz file {p} holds no array")
-            key = next((k for k in ("depth", "arr_0") if k in keys), keys[0])
-            arr = z[key]
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
-        arr = arr.reshape(arr.shape[1:] if arr.shape[0] == 1 else arr.shape[:-1])
-    if arr.ndim != 2:
-        raise SampleError(f"depth array in {p} has shape {arr.shape}, expected (H, W)")
-    return arr.astype(np.float32)
+    try:
+        return read_depth_array(p)
+    except ImageError as exc:
+        raise SampleError(str(exc)) from None
 
 
 def _read_split(split_file: str | os.PathLike, root: Path) -> list[tuple[str, ...]]:
